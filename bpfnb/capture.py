@@ -1,0 +1,274 @@
+"""The capture loop: attach, poll buffers until the end, detach, return a Trace.
+
+A capture ends when its duration passes, when it is interrupted (Ctrl-C,
+the notebook's interrupt, a live view's Stop button) or when an output
+reaches the event limit. In every case the probes are detached, the
+buffers drained, and what was captured comes back: an interrupt is not an
+error. `trace.meta["stopped_by"]` says which of these ended it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import socket
+import threading
+import time
+
+import pandas as pd
+
+from . import system
+from .outputs import perf_pages_for, sink_for
+from .snapshot import build_trace, hist_frame
+from .trace import Trace
+
+DEFAULT_EVENT_LIMIT = 10_000_000
+POLL_MS = 100
+
+
+class Run:
+    """An attached program; use as a context manager (detaches on exit, always)."""
+
+    def __init__(self, program, duration=None, *, buffer_pages: int | None = None,
+                 event_limit: int | None = DEFAULT_EVENT_LIMIT, per_cpu: bool = False,
+                 interval: float | None = None, hist_interval: bool = False,
+                 on_interval=None, should_stop=None):
+        self.program = program
+        self.duration = duration
+        self.buffer_pages = buffer_pages
+        self.event_limit = event_limit
+        self.per_cpu = per_cpu
+        self.interval = interval
+        self.hist_interval = hist_interval and interval is not None
+        self.on_interval = on_interval        # callable(run, elapsed_s)
+        self.should_stop = should_stop        # callable() -> bool (Stop buttons)
+        self.sinks: dict = {}
+        self.stopped_by: str | None = None
+        self._hist_parts: dict[str, list[pd.DataFrame]] = {}
+        self._attached = False
+        self.start_wall = self.end_wall = None
+        self.start_mono = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> "Run":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        b = self.program.bpf
+        try:
+            for name, kind in self.program.outputs.events.items():
+                sink = sink_for(b, name, limit=self.event_limit)
+                table = b[name]
+                if kind == "perf":
+                    pages = self.buffer_pages or perf_pages_for(sink.itemsize)
+                    table.open_perf_buffer(sink.perf_callback, page_cnt=pages, lost_cb=sink.lost_callback)
+                else:
+                    table.open_ring_buffer(sink.ringbuf_callback)
+                self.sinks[name] = sink
+            self.start_wall = time.time()
+            self.start_mono = time.monotonic()
+            self._mono_to_wall_ns = time.time_ns() - time.monotonic_ns()
+            self.program.attach()
+            self._attached = True
+        except BaseException:
+            self.program.detach()
+            raise
+
+    def close(self) -> None:
+        """Detach probes and drain what is still buffered (idempotent)."""
+        if not self._attached:
+            return
+        with _sigint_deferred():
+            self.program.detach()
+            self._attached = False
+            self.end_wall = time.time()
+            self._drain()
+
+    # -- polling ---------------------------------------------------------------------
+    def poll(self, timeout_ms: int = POLL_MS) -> None:
+        b = self.program.bpf
+        kinds = set(self.program.outputs.events.values())
+        if "perf" in kinds:
+            b.perf_buffer_poll(timeout=timeout_ms)
+        if "ringbuf" in kinds:
+            b.ring_buffer_poll(timeout=timeout_ms if "perf" not in kinds else 0)
+        if not kinds:
+            time.sleep(timeout_ms / 1000)
+
+    def _drain(self) -> None:
+        b = self.program.bpf
+        kinds = set(self.program.outputs.events.values())
+        if "perf" in kinds:
+            for _ in range(64):
+                before = sum(s.count + s.over_limit for s in self.sinks.values())
+                b.perf_buffer_poll(timeout=0)
+                if sum(s.count + s.over_limit for s in self.sinks.values()) == before:
+                    break
+        if "ringbuf" in kinds:
+            b.ring_buffer_consume()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.start_mono is None else time.monotonic() - self.start_mono
+
+    def wait(self) -> str:
+        """Poll until the duration passes, an interrupt, a Stop or the event limit."""
+        next_tick = self.interval
+        try:
+            while True:
+                self.poll(POLL_MS if self.duration is None else
+                          max(1, min(POLL_MS, int((self.duration - self.elapsed()) * 1000))))
+                elapsed = self.elapsed()
+                if next_tick is not None and elapsed >= next_tick:
+                    self.tick(elapsed)
+                    next_tick += self.interval
+                if self.duration is not None and elapsed >= self.duration:
+                    self.stopped_by = "duration"
+                elif any(s.full for s in self.sinks.values()):
+                    self.stopped_by = "event limit"
+                elif self.should_stop is not None and self.should_stop():
+                    self.stopped_by = "stop button"
+                if self.stopped_by:
+                    return self.stopped_by
+        except KeyboardInterrupt:
+            self.stopped_by = "interrupt"
+            return self.stopped_by
+
+    def tick(self, elapsed: float) -> None:
+        """Once per interval: snapshot-and-clear histograms, then notify."""
+        if self.hist_interval:
+            self._take_hist_interval(elapsed)
+        if self.on_interval is not None:
+            self.on_interval(self, elapsed)
+
+    def _take_hist_interval(self, elapsed: float) -> None:
+        from .maps import clear_table
+
+        b = self.program.bpf
+        for name, hist_type in self.program.outputs.hists.items():
+            table = b[name]
+            frame = hist_frame(table, hist_type)
+            clear_table(table)
+            frame.insert(0, "time", float(round(elapsed, 6)))
+            self._hist_parts.setdefault(name, []).append(frame)
+
+    def _hist_series(self) -> dict[str, pd.DataFrame] | None:
+        if not self.hist_interval:
+            return None
+        series = {}
+        for name, hist_type in self.program.outputs.hists.items():
+            parts = list(self._hist_parts.get(name, []))
+            if not self._attached:  # the tail since the last tick
+                tail = hist_frame(self.program.bpf[name], hist_type)
+                if len(tail):
+                    tail.insert(0, "time", float(round(self.elapsed(), 6)))
+                    parts.append(tail)
+            frame = pd.concat(parts, ignore_index=True) if parts else hist_frame(
+                self.program.bpf[name], hist_type).assign(time=0.0)
+            frame.attrs.update(hist_type=hist_type, step=1, interval=self.interval)
+            series[name] = frame
+        return series
+
+    # -- results ---------------------------------------------------------------------
+    def snapshot(self) -> Trace:
+        """A Trace of what is there now (callable while attached or after)."""
+        if self.program.bpf is None:
+            raise RuntimeError("the program is closed; take the snapshot before Program.close()")
+        lost_kernel = self.program.lost_in_kernel()
+        meta = self.meta()
+        over = {n: s.over_limit for n, s in self.sinks.items() if s.over_limit}
+        if over:
+            meta["over_limit"] = over
+        return build_trace(self.program, self.sinks, per_cpu=self.per_cpu,
+                           hist_series=self._hist_series(), lost_extra=lost_kernel, meta=meta)
+
+    def meta(self) -> dict:
+        meta = self.program.meta()
+        meta.update(
+            start_wall=self.start_wall,
+            end_wall=self.end_wall if self.end_wall is not None else time.time(),
+            duration_requested=self.duration,
+            stopped_by=self.stopped_by,
+            monotonic_to_wall_ns=getattr(self, "_mono_to_wall_ns", None),
+            event_limit=self.event_limit,
+            interval=self.interval,
+            host=socket.gethostname(),
+            kernel=platform.release(),
+            bcc_version=system.bcc_version(),
+        )
+        return meta
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C while detaching, so cleanup itself cannot be interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending and callable(previous):
+            previous(*pending[0])
+
+
+def capture(source: str, duration: float | None = 5, *, defines: dict | None = None,
+            attach=None, pid: int | None = None, live: bool = False, interval: float | None = None,
+            hist_interval: bool = False, event_limit: int | None = DEFAULT_EVENT_LIMIT,
+            buffer_pages: int | None = None, per_cpu: bool = False, cflags=(),
+            hist_types: dict | None = None, on_interval=None, view=None) -> Trace:
+    """Compile, attach, capture for `duration` seconds (None: until interrupted), detach.
+
+    Returns a Trace; see DESIGN.md. With live=True a live view (histogram or
+    heat map, elapsed time, Stop button; text outside notebooks) updates
+    every `interval` seconds (default 1). With hist_interval=True each
+    histogram is read and cleared every interval, so `trace.hist(name)` has a
+    `time` column (an in-kernel heat map).
+    """
+    from .program import Program
+
+    if live and interval is None:
+        interval = 1.0
+    if hist_interval and interval is None:
+        interval = 1.0
+    with Program(source, defines=defines, attach=attach, pid=pid, cflags=cflags,
+                 hist_types=hist_types) as program:
+        if live and view is None:
+            from .plot.live import LiveView
+
+            view = LiveView(kind="heatmap" if hist_interval else "hist",
+                            title=f"bpfnb capture ({', '.join(program.outputs.hists) or 'events'})")
+        callbacks = [cb for cb in (on_interval, _view_updater(view)) if cb is not None]
+        run = Run(program, duration, buffer_pages=buffer_pages, event_limit=event_limit,
+                  per_cpu=per_cpu, interval=interval, hist_interval=hist_interval,
+                  on_interval=(lambda r, t: [cb(r, t) for cb in callbacks]) if callbacks else None,
+                  should_stop=(lambda: bool(getattr(view, "stop_requested", False))) if view else None)
+        try:
+            with run:
+                run.wait()
+        except KeyboardInterrupt:  # arrived outside the poll (e.g. during attach)
+            run.stopped_by = run.stopped_by or "interrupt"
+        trace = run.snapshot()
+        if view is not None:
+            with contextlib.suppress(Exception):
+                view.update(trace, run.elapsed())
+                view.close()
+        return trace
+
+
+def _view_updater(view):
+    if view is None:
+        return None
+    return lambda run, elapsed: view.update(run.snapshot(), elapsed)
