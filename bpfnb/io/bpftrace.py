@@ -27,8 +27,7 @@ from the program or, without it, from the key with the fewest commas; a
 key with extra commas (a comm holding ",") keeps them in its only text
 column, or, when that is ambiguous, the whole map keeps one ``key`` column
 of the raw strings. A column whose every value is an integer is int64
-(uint64 past 2**63); others are str (object dtype). A key given as a JSON
-array (other bpftrace versions) is used as is.
+(uint64 past 2**63); others are str (object dtype). Values likewise.
 
 Stacks. A key column holding kstack/ustack text becomes, in the map frame,
 that text as bpftrace printed it; the Trace also gets a stacks frame of
@@ -224,18 +223,14 @@ def _stack_prints(frames: list[pd.DataFrame], times: list[str | None]) -> pd.Dat
 
 # -- keys -------------------------------------------------------------------
 def _key_frame(raw_keys: list, names: list[str] | None) -> pd.DataFrame:
-    """Key columns from bpftrace's key strings (or arrays)."""
+    """Key columns from bpftrace's key strings."""
     if not raw_keys:
         return pd.DataFrame({n: pd.Series([], dtype=object) for n in (names or ["key"])})
-    if all(isinstance(k, list) for k in raw_keys):
-        parts = [list(k) for k in raw_keys]
-        arity = len(parts[0])
-    else:
-        arity = len(names) if names else min(str(k).count(",") + 1 for k in raw_keys)
-        parts = _split_keys([str(k) for k in raw_keys], arity)
-        if parts is None:  # ambiguous commas: keep the raw strings
-            arity, parts = 1, [[str(k)] for k in raw_keys]
-            names = None
+    arity = len(names) if names else min(str(k).count(",") + 1 for k in raw_keys)
+    parts = _split_keys([str(k) for k in raw_keys], arity)
+    if parts is None:  # ambiguous commas: keep the raw strings
+        arity, parts = 1, [[str(k)] for k in raw_keys]
+        names = None
     if not names or len(names) != arity:
         names = ["key"] if arity == 1 else [f"key{i}" for i in range(arity)]
     columns = {name: _typed([p[i] for p in parts]) for i, name in enumerate(names)}
@@ -270,18 +265,21 @@ _INT = re.compile(r"-?\d+\Z")
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) or (
-        isinstance(value, str) and bool(_INT.match(value))
-    )
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, str) and bool(_INT.match(value))
 
 
 def _typed(values: list) -> pd.Series:
     """int64 (uint64 past int64) when every value is an integer, else str objects."""
     if values and all(_is_int(v) for v in values):
         ints = [int(v) for v in values]
-        dtype = np.uint64 if max(ints) > INT64_MAX and min(ints) >= 0 else np.int64
-        if max(ints) <= INT64_MAX or dtype == np.uint64:
-            return pd.Series(np.array(ints, dtype=dtype))
+        if INT64_MIN <= min(ints) and max(ints) <= INT64_MAX:
+            return pd.Series(np.array(ints, dtype=np.int64))
+        if min(ints) >= 0 and max(ints) < 2**64:
+            return pd.Series(np.array(ints, dtype=np.uint64))
     return pd.Series([v if isinstance(v, str) else json.dumps(v) for v in values], dtype=object)
 
 
@@ -289,10 +287,8 @@ def _typed(values: list) -> pd.Series:
 def _map_frame(value, names: list[str] | None) -> pd.DataFrame:
     if isinstance(value, dict):
         frame = _key_frame(list(value), names)
-        values = _value_columns(list(value.values()))
-        for col, series in values.items():
-            frame[col] = series.to_numpy(dtype=series.dtype) if len(frame) else series
-        return frame
+        values = pd.DataFrame(_value_columns(list(value.values())))
+        return pd.concat([frame, values], axis=1)
     return pd.DataFrame(_value_columns([value]))
 
 
@@ -313,8 +309,7 @@ def _stats_frame(value, names: list[str] | None) -> pd.DataFrame:
     stats = pd.DataFrame(cols)
     if not keyed:
         return stats
-    frame = _key_frame(list(value), names)
-    return pd.concat([frame, stats], axis=1) if len(frame) else frame.assign(**{c: stats[c] for c in stats})
+    return pd.concat([_key_frame(list(value), names), stats], axis=1)
 
 
 def _is_stats(value) -> bool:
@@ -458,12 +453,17 @@ def _column_name(expr: str, index: int) -> str:
     return name if _NAME.match(name) else f"key{index}"
 
 
+# columns the importer adds itself; a key of that name gets a "_key" suffix
+_RESERVED = {"value", "count", "average", "total", "low", "high", "print", "time", "stack"}
+
+
 def _unique(names: list[str], arity: int) -> list[str]:
     if arity == 1 and names[0].startswith("key"):
         return ["key"]
     seen: dict[str, int] = {}
     out = []
     for name in names:
+        name = f"{name}_key" if name in _RESERVED or name.startswith("value") else name
         seen[name] = seen.get(name, 0) + 1
         out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
     return out
