@@ -50,7 +50,7 @@ class TraceFileError(BpfnbError):
 
 def closest(name: str, candidates, n: int = 3) -> list[str]:
     """The names in candidates closest to name, best first."""
-    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+    return difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=n, cutoff=0.6)
 
 
 def did_you_mean(name: str, candidates) -> str:

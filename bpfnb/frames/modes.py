@@ -3,7 +3,7 @@
 Method (on the buckets as they are, log2 or linear, in bucket order with
 empty buckets filled in as zeros, padded with a zero bucket at each end):
 
-1. Optional smoothing: a centred moving average over `smooth` buckets
+1. Optional smoothing: centred window sums over `smooth` buckets
    (default 1 = none; log2 buckets are already coarse, a wide linear
    histogram of few events may want 3 or 5).
 2. Candidate peaks: local maxima; a plateau of equal buckets is one peak.
@@ -12,8 +12,8 @@ empty buckets filled in as zeros, padded with a zero bucket at each end):
    (or the padded zero edge).
 4. A peak is a mode when its prominence is at least `min_prominence` of its
    height (default 0.25: the valley dips a quarter below the peak) AND the
-   dip is outside counting noise: prominence / sqrt((peak + valley) / smooth)
-   (Poisson counts) is at least z + sqrt(2 ln n) for n buckets (default z=3;
+   dip is outside counting noise: prominence / sqrt(peak + valley)
+   (Poisson counts) is at least z + sqrt(2 ln n) for n buckets (default z=2;
    the second term allows for the deepest of n noisy buckets, which grows
    with n) AND its mode holds at least `min_share` of the events (default
    1%). The highest peak is always a mode, so any non-empty histogram has one.
@@ -40,7 +40,7 @@ def modes(
     hist: pd.DataFrame,
     *,
     min_prominence: float = 0.25,
-    z: float = 3.0,
+    z: float = 2.0,
     min_share: float = 0.01,
     smooth: int = 1,
 ) -> pd.DataFrame:
@@ -89,11 +89,11 @@ def _modes_of_one(part: pd.DataFrame, min_prominence, z, min_share, smooth) -> l
 
     peaks = _peaks(heights)
     prom = _prominences(heights, peaks)
-    top = peaks[np.argmax(heights[peaks])]
+    top = peaks[np.argmax(prom)]  # the highest peak: its prominence is its height
     z_needed = z + np.sqrt(2 * np.log(max(n, 2)))
     kept = [p for p, pr in zip(peaks, prom)
             if p == top or (pr >= min_prominence * heights[p]
-                            and pr >= z_needed * np.sqrt((2 * heights[p] - pr) / smooth))]
+                            and pr >= z_needed * np.sqrt(2 * heights[p] - pr))]
     ranges = _ranges(heights, kept)
     # tiny modes are tails of their neighbours: merge them into the larger side
     while len(kept) > 1:
@@ -130,8 +130,9 @@ def _dense_bounds(part: pd.DataFrame, first_slot: int, n: int):
 def _smoothed(dense: np.ndarray, width: int) -> np.ndarray:
     if width == 1:
         return dense
-    kernel = np.ones(width) / width
-    return np.convolve(dense, kernel, mode="same")
+    # window sums, not means: they stay whole numbers (ties compare exactly)
+    # and are Poisson counts themselves, so the noise test needs no rescaling
+    return np.convolve(dense, np.ones(width), mode="same")
 
 
 def _peaks(h: np.ndarray) -> np.ndarray:

@@ -1,0 +1,86 @@
+"""The compact summary a Trace shows in a notebook (HTML) or a terminal (text):
+outputs with row counts, lost events as a warning, first rows, histograms.
+"""
+
+from __future__ import annotations
+
+import html
+
+HEAD_ROWS = 5
+
+
+def _hist_text(frame, name: str) -> str:
+    try:
+        from .frames.histtext import format_hist
+
+        return format_hist(frame, label=name)
+    except Exception:  # a histogram we cannot draw as text still shows as a table
+        return frame.to_string(index=False)
+
+
+def warnings(trace) -> list[str]:
+    out = []
+    for name, lost in trace.lost.items():
+        if lost:
+            out.append(f"{lost:,} events lost from {name!r} (buffers full): enlarge the buffer "
+                       "(buffer_pages=..., %config BpfMagics.buffer_pages) or filter in the kernel")
+    for name, n in trace.meta.get("over_limit", {}).items():
+        out.append(f"{n:,} events from {name!r} arrived after the event limit and were not kept "
+                   "(raise event_limit=... / %config BpfMagics.event_limit)")
+    if trace.meta.get("stopped_by") == "event limit":
+        out.append("the capture stopped early: an output reached the event limit")
+    return out
+
+
+def _header(trace) -> str:
+    meta = trace.meta
+    parts = []
+    start, end = meta.get("start_wall"), meta.get("end_wall")
+    if start and end:
+        parts.append(f"{end - start:.1f} s")
+    if meta.get("stopped_by"):
+        parts.append(f"ended by {meta['stopped_by']}")
+    if meta.get("probes"):
+        parts.append(f"{len(meta['probes'])} probe{'s' if len(meta['probes']) != 1 else ''}")
+    return "bpfnb Trace" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def trace_text(trace) -> str:
+    lines = [_header(trace)]
+    for kind, name, rows, lost in trace.summary_rows():
+        lost_text = f", {lost:,} LOST" if lost else ""
+        lines.append(f"  {kind:<7} {name:<20} {rows:>10,} rows{lost_text}   .{kind}({name!r})")
+    for warning in warnings(trace):
+        lines.append(f"WARNING: {warning}")
+    for kind, name, frame in trace.items():
+        if kind == "hist" and len(frame) and "time" not in frame.columns:
+            lines += ["", _hist_text(frame, name)]
+        elif kind in ("events", "stacks", "map") and len(frame):
+            lines += ["", f"{kind} {name!r}, first rows:", frame.head(HEAD_ROWS).to_string()]
+    return "\n".join(lines)
+
+
+def trace_html(trace) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(kind)}</td><td><code>{esc(name)}</code></td><td style='text-align:right'>{n:,}</td>"
+        f"<td style='text-align:right;{'color:#c00;font-weight:bold' if lost else ''}'>{lost:,}</td>"
+        f"<td><code>t.{esc(kind)}({esc(repr(name))})</code></td></tr>"
+        for kind, name, n, lost in trace.summary_rows()
+    )
+    parts = [
+        f"<div class='bpfnb-trace'><b>{esc(_header(trace))}</b>",
+        "<table><thead><tr><th>kind</th><th>output</th><th>rows</th><th>lost</th><th>get it with</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table>",
+    ]
+    for warning in warnings(trace):
+        parts.append(f"<div style='color:#a00;font-weight:bold'>&#9888; {esc(warning)}</div>")
+    for kind, name, frame in trace.items():
+        if kind == "hist" and len(frame) and "time" not in frame.columns:
+            parts.append(f"<details open><summary>hist <code>{esc(name)}</code></summary>"
+                         f"<pre>{esc(_hist_text(frame, name))}</pre></details>")
+        elif len(frame):
+            parts.append(f"<details><summary>{esc(kind)} <code>{esc(name)}</code>: first rows</summary>"
+                         f"{frame.head(HEAD_ROWS).to_html()}</details>")
+    parts.append("</div>")
+    return "\n".join(parts)
