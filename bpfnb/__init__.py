@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 
+from .capture import capture  # eager: the submodule of the same name must not shadow it
 from .errors import BpfnbError
 from .trace import Trace
 
@@ -19,7 +20,6 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute); attribute None means the module itself
 _LAZY = {
-    "capture": ("bpfnb.capture", "capture"),
     "Program": ("bpfnb.program", "Program"),
     "load": ("bpfnb.io.native", "load"),
     "read_folded": ("bpfnb.io.folded", "read_folded"),
@@ -35,7 +35,7 @@ _LAZY = {
     "fleet": ("bpfnb.fleet", None),
 }
 
-__all__ = ["BpfnbError", "Trace", "load_ipython_extension", *_LAZY]
+__all__ = ["BpfnbError", "Trace", "capture", "load_ipython_extension", *_LAZY]
 
 
 def __getattr__(name: str):

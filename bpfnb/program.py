@@ -18,6 +18,7 @@ import ctypes as ct
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from . import probes as probes_mod
@@ -25,6 +26,9 @@ from . import system
 from .cerrors import CELL_FILE, VERIFIER_HINT, captured_stderr, compile_message, verifier_message
 from .errors import AttachError, BpfnbError, CompileError, VerifierError, did_you_mean
 from .outputs import LOST_MAP, rewrite_ringbuf_calls
+
+# bcc 0.26 warns on every str argument; bpfnb passes str on purpose
+warnings.filterwarnings("ignore", message="not a bytes object", category=DeprecationWarning)
 
 _HIST_DECL = re.compile(r"\bBPF_HISTOGRAM\s*\(\s*(\w+)\s*(?:,\s*([^,)]+?)\s*)?(?:,\s*(\d+)\s*)?\)")
 _STACK_DECL = re.compile(r"\bBPF_STACK_TRACE(?:_BUILDID)?\s*\(\s*(\w+)")

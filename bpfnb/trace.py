@@ -105,6 +105,16 @@ class Trace:
             raise ValueError(f"unknown frame kind {kind!r}")
         self._frames[kind][name] = frame
 
+    def wall_time(self, ts_ns, tz: str | None = None) -> pd.Series:
+        """bpf_ktime_get_ns() values of this capture -> wall-clock datetimes."""
+        offset = self.meta.get("monotonic_to_wall_ns")
+        if offset is None:
+            raise OutputError("this trace has no clock offset (meta['monotonic_to_wall_ns']); "
+                              "it was not made by bpfnb.capture")
+        from .frames.time import wall_time
+
+        return wall_time(ts_ns, offset, tz=tz)
+
     @property
     def total_lost(self) -> int:
         return sum(self.lost.values())
