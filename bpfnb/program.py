@@ -288,6 +288,7 @@ class Program:
             return
         self.detach()
         with captured_stderr():
+            _free_perf_buffers(self.bpf)
             _quietly(self.bpf.cleanup)
         self.bpf = None
 
@@ -342,6 +343,25 @@ def _declare_table_listing(lib) -> None:
     lib.bpf_num_tables.argtypes = [ct.c_void_p]
     lib.bpf_table_name.restype = ct.c_char_p
     lib.bpf_table_name.argtypes = [ct.c_void_p, ct.c_ulonglong]
+
+
+def _free_perf_buffers(b) -> None:
+    """Free perf readers without bcc's PerfEventArray.__del__, which deletes
+    array elements (not allowed for arrays: an ignored KeyError per CPU)."""
+    from bcc import PerfEventArray
+    from bcc.libbcc import lib
+
+    for table in list(b.tables.values()):
+        if not isinstance(table, PerfEventArray):
+            continue
+        for key in list(table._open_key_fds):
+            reader = b.perf_buffers.pop((id(table), key), None)
+            if reader:
+                lib.perf_reader_free(reader)
+                table._cbs.pop(key, None)
+            else:
+                lib.bpf_close_perf_event_fd(table._open_key_fds[key])
+            del table._open_key_fds[key]
 
 
 def _quietly(fn, *args):

@@ -202,6 +202,25 @@ def loaded_program_ids() -> list[int]:
         ids.append(start)
 
 
+def own_bpf_objects() -> dict[str, int]:
+    """BPF programs, maps and links this process holds open, by kind.
+
+    Counted from /proc/self/fd, so other processes' programs (another
+    tracer, a parallel test) do not disturb lifecycle checks.
+    """
+    counts = {"bpf-prog": 0, "bpf-map": 0, "bpf_link": 0, "perf_event": 0}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("anon_inode:"):
+            kind = target[len("anon_inode:"):].strip("[]")
+            if kind in counts:
+                counts[kind] += 1
+    return counts
+
+
 # -- doctor -------------------------------------------------------------------
 @dataclass(frozen=True)
 class Check:
