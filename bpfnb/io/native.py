@@ -31,7 +31,9 @@ pandas metadata restores the index, categoricals, datetimes, nullable ints).
 Parquet cannot say everything pandas can, so the manifest records each
 column's dtype and load restores it: object columns come back as object
 columns of the Python values pyarrow stores (str, bytes, lists, dicts;
-missing values as None), not as pandas' ``str`` dtype or numpy arrays.
+missing values as None), not as pandas' ``str`` dtype; a column holding
+one 1-d numpy array per row (struct array fields) comes back as such, with
+the arrays' dtype.
 ``DataFrame.attrs`` live in the manifest (JSON), not in the Parquet file.
 
 Opening a saved trace never runs code: JSON and Parquet only; pyarrow does
@@ -188,7 +190,21 @@ def _column_entry(frame: pd.DataFrame, col) -> dict:
         entry["categories"] = _jsonable(dtype.categories.tolist())
         entry["categories_dtype"] = str(dtype.categories.dtype)
         entry["ordered"] = bool(dtype.ordered)
+    elif dtype == object:
+        item_dtype = _ndarray_item_dtype(frame[col])
+        if item_dtype is not None:
+            entry["values"] = "ndarray"
+            entry["item_dtype"] = item_dtype
     return entry
+
+
+def _ndarray_item_dtype(series: pd.Series) -> str | None:
+    """The dtype of a column holding one 1-d numpy array per row, else None."""
+    present = [v for v in series if v is not None]
+    if not present or not all(isinstance(v, np.ndarray) and v.ndim == 1 for v in present):
+        return None
+    dtypes = {str(v.dtype) for v in present}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def _slug(name: str) -> str:
@@ -350,7 +366,9 @@ def _restore_columns(frame: pd.DataFrame, table, columns: list, file: Path) -> p
         name, dtype = column.get("name"), column.get("dtype")
         if name not in frame.columns:
             raise TraceFileError(f"{file} lacks column {name!r} listed in {META_FILE}; the trace is damaged.")
-        if dtype == "object":
+        if dtype == "object" and column.get("values") == "ndarray":
+            frame[name] = _ndarrays(table.column(name), column["item_dtype"], frame.index)
+        elif dtype == "object":
             # pyarrow gives numpy arrays for lists and pandas' str dtype for
             # strings; the frame held plain Python values
             values = table.column(name).to_pylist()
@@ -375,3 +393,16 @@ def _restore_categorical(series: pd.Series, column: dict) -> pd.Series:
         return series
     values = pd.Categorical(series.astype(object), dtype=dtype)
     return pd.Series(values, index=series.index, name=series.name)
+
+
+def _ndarrays(column, item_dtype: str, index) -> pd.Series:
+    """A list column back to one numpy array (of item_dtype) per row."""
+    array = column.combine_chunks()
+    flat = array.flatten().to_numpy(zero_copy_only=False).astype(item_dtype, copy=False)
+    offsets = array.offsets.to_numpy() - array.offsets[0].as_py()
+    pieces = np.split(flat, offsets[1:-1]) if len(array) else []
+    nulls = array.is_null().to_numpy(zero_copy_only=False)
+    values = np.empty(len(array), dtype=object)
+    for i, (piece, null) in enumerate(zip(pieces, nulls)):
+        values[i] = None if null else piece.copy()
+    return pd.Series(values, index=index, dtype=object)

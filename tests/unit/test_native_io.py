@@ -330,3 +330,19 @@ def test_more_dtypes_and_a_non_default_index(tmp_path):
     assert_frame_equal(frame, back, check_dtype=True, check_exact=True)
     assert back.attrs == {"source": "synthetic", "n": 3}
     assert back["nested"].tolist() == [[[1], [2, 3]], [], None]
+
+
+def test_columns_of_numpy_arrays_keep_their_arrays(tmp_path):
+    """Array fields of event structs: one numpy array per row, dtype kept."""
+    raw = np.empty(4, dtype=object)
+    raw[:] = [np.array([0, 7, 0, 255], dtype=np.uint8), np.array([], dtype=np.uint8), None,
+              np.array([1, 2, 3, 4], dtype=np.uint8)]
+    ints = np.empty(4, dtype=object)
+    ints[:] = [np.array([-1, 2**31 - 1], dtype=np.int32)] * 4
+    frame = pd.DataFrame({"raw": raw, "ints": ints, "pid": np.arange(4, dtype=np.uint32)})
+    back = load(Trace(frames={"events": {"ev": frame}}).save(tmp_path / "a")).events()
+    assert_frame_equal(frame, back, check_dtype=True, check_exact=True)
+    assert [None if v is None else (v.dtype, v.tolist()) for v in back["raw"]] == [
+        (np.uint8, [0, 7, 0, 255]), (np.uint8, []), None, (np.uint8, [1, 2, 3, 4]),
+    ]
+    assert all(v.dtype == np.int32 and v.tolist() == [-1, 2**31 - 1] for v in back["ints"])
