@@ -61,7 +61,7 @@ def compile_message(log: str, source: str, defines: dict | None = None) -> str:
         out.append(f"line {lineno}:{col}: {level}: {msg}")
         if 1 <= lineno <= len(lines):
             code = lines[lineno - 1]
-            out.append(f"    {code}")
+            out.append(f"    {code.expandtabs(8)}")
             out.append("    " + " " * (_visual_col(code, col) - 1) + "^")
     if not out:
         # the error is outside the cell (a helper header, a -D value): keep clang's last lines
