@@ -150,3 +150,12 @@ def test_errors_name_the_problem():
     log = printed(table._print_log2_hist, log2_vals({2: 1}), "x", False)
     with pytest.raises(TraceFileError, match="mixes log2 and linear"):
         read_bcc_hist(lin + "\n" + log)
+
+
+def test_reads_back_what_format_hist_prints():
+    """bpfnb's own bcc-style printer and this reader agree (keyed, wide)."""
+    from bpfnb.frames.histtext import format_hist
+
+    hist = expected({1: 3, 7: 2, 40: 1}, disk=pd.Series(["sda", "sda", "vdb"], dtype=object))
+    text = format_hist(hist, "usecs", section_header="disk")
+    same(read_bcc_hist(text), hist)

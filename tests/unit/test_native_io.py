@@ -285,7 +285,7 @@ def test_errors_are_bpfnb_errors():
 
 
 def test_load_without_bcc(saved):
-    """A process where `import bcc` fails can load (and analyse) a trace."""
+    """A process where `import bcc` fails, and pickle refuses, loads (and analyses) a trace."""
     script = textwrap.dedent(
         f"""
         import sys
@@ -296,8 +296,17 @@ def test_load_without_bcc(saved):
             pass
         else:
             raise SystemExit("bcc still importable")
+        import pickle, copyreg
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("loading a trace tried to unpickle")
+
+        pickle.loads = pickle.load = refuse            # nothing may unpickle either
+        pickle.Unpickler = refuse
         import bpfnb
         t = bpfnb.load({str(saved)!r})
+        ev = t.events("events")
+        assert ev["args"].tolist() == [[1, 2, 3], []] and ev["raw"].tolist() == [bytes([0, 255, 97, 98]), bytes()]
         assert "bcc" not in [m for m, v in sys.modules.items() if v is not None]
         h = t.hist("dist")
         print(len(t.events("events")), int(h["count"].sum()), h.attrs["hist_type"], t.lost["events"])
