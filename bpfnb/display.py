@@ -13,7 +13,8 @@ def _hist_text(frame, name: str) -> str:
     try:
         from .frames.histtext import format_hist
 
-        return format_hist(frame, label=name)
+        keys = [c for c in frame.columns if c not in ("low", "high", "count", "time")]
+        return format_hist(frame, label=name, section_header=", ".join(keys) or "Bucket ptr")
     except Exception:  # a histogram we cannot draw as text still shows as a table
         return frame.to_string(index=False)
 

@@ -64,6 +64,8 @@ def hist_type_of(source: str, name: str) -> str:
         var = re.match(r"\s*&?\s*(\w+)", arg)
         if var and re.search(rf"\b{re.escape(var.group(1))}\s*(?:\.\s*slot)?\s*=\s*bpf_log2", source):
             return "log2"
+        if var and re.search(rf"\b{re.escape(var.group(1))}\s*=\s*\{{[^;]*\.\s*slot\s*=\s*bpf_log2", source):
+            return "log2"  # designated initializer: struct k key = {.slot = bpf_log2l(x)}
     return "linear"
 
 

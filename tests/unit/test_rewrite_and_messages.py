@@ -32,10 +32,13 @@ def test_hist_type_detection():
     lat.increment(bpf_log2l(delta));
     q.increment(len);
     struct k_t key = {}; key.slot = bpf_log2l(x); keyed.atomic_increment(key);
+    BPF_HISTOGRAM(init, struct k_t);
+    struct k_t k2 = {.pid = 1, .slot = bpf_log2l(y)}; init.increment(k2);
     """
     assert hist_type_of(source, "lat") == "log2"
     assert hist_type_of(source, "q") == "linear"
     assert hist_type_of(source, "keyed") == "log2"
+    assert hist_type_of(source, "init") == "log2"
 
 
 def test_compile_message_quotes_the_users_line():
