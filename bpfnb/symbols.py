@@ -1,0 +1,533 @@
+"""Kernel and user symbolization in bulk, and folding of captured stacks.
+
+For the capture code (profile, offcputime, offwaketime, any BPF_STACK_TRACE):
+
+    from bpfnb.symbols import fold_stacks, UserSymbols
+    usyms = UserSymbols()
+    usyms.remember(pid)                  # while the process lives (cheap, cached)
+    stacks = fold_stacks(kernel, user, pids, usyms=usyms)
+    # kernel[i], user[i]: np.ndarray of addresses, leaf first, as bcc's
+    # StackTrace walk() yields them (None or empty: no stack of that kind)
+    # -> stacks[i] == "user_root;...;user_leaf;kernel_root;...;kernel_leaf"
+
+KernelSymbols reads /proc/kallsyms once per process into sorted arrays and
+resolves whole arrays of addresses with one np.searchsorted. UserSymbols
+maps an address of a process to (file, file offset) through the process's
+/proc/PID/maps, recorded by remember(pid) so processes that exit before the
+capture ends still resolve, and looks it up in the file's ELF symbol tables
+(.symtab, else .dynsym, plus a separate debug file found by build id),
+parsed here with numpy and cached per (path, device, inode, size, mtime).
+Perf maps (/tmp/perf-PID.map, written by JITs) are read too. "[unknown]"
+stands for whatever does not resolve, as in bcc.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+UNKNOWN = "[unknown]"
+KALLSYMS = "/proc/kallsyms"
+
+# Frames the tracing machinery itself puts on the leaf side of a captured
+# kernel stack: the BPF program, trampolines, and the tracepoint/perf glue.
+_BPF_FRAME = re.compile(
+    r"bpf_prog_[0-9a-f]{16}(_.*)?$|bpf_trampoline_\d+|bpf_dispatcher_"
+    r"|__bpf_prog_run|bpf_trace_run\d*$|__bpf_trace_|__traceiter_|perf_trace_"
+    r"|trace_call_bpf$|perf_trace_run_bpf_submit$|perf_syscall_(enter|exit)$"
+    r"|kprobe_(perf_func|dispatcher|ftrace_handler)$|kretprobe_(perf_func|dispatcher)$"
+    r"|pre_handler_kretprobe$|aggr_pre_handler$|arch_ftrace_ops_list_func$"
+    r"|ftrace_(regs_)?call$|ftrace_trampoline$|bpf_get_stack(id)?(_raw_tp|_tp|_pe)?$"
+)
+
+
+def is_bpf_frame(name: str) -> bool:
+    """True for a frame added by BPF/tracing glue rather than the traced code."""
+    return bool(_BPF_FRAME.match(name))
+
+
+def strip_bpf_frames(frames: Sequence[str]) -> list[str]:
+    """Drop the BPF and tracepoint frames on the leaf side of a kernel stack.
+
+    frames: names leaf first (as bcc walks a stack). Only the leading run of
+    tracing frames goes: a bpf_prog_* deeper in the stack is real and stays.
+    """
+    frames = list(frames)
+    i = 0
+    while i < len(frames) and is_bpf_frame(frames[i]):
+        i += 1
+    return frames[i:]
+
+
+# -- kernel ---------------------------------------------------------------------
+class KernelSymbols:
+    """/proc/kallsyms as sorted arrays; resolve() many addresses at once."""
+
+    def __init__(self, path: str = KALLSYMS):
+        self.path = path
+        self.addresses, self.names = _read_kallsyms(path)
+        self._bpf = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index(self, addresses) -> np.ndarray:
+        """Symbol index of each address (-1 where none covers it)."""
+        addresses = np.asarray(addresses, dtype=np.uint64)
+        return np.searchsorted(self.addresses, addresses, side="right").astype(np.int64) - 1
+
+    def resolve(self, addresses) -> np.ndarray:
+        """Names (object array) of the symbols holding each address."""
+        idx = self.index(addresses)
+        out = self.names[np.maximum(idx, 0)]
+        out[idx < 0] = UNKNOWN
+        return out
+
+    def is_bpf(self) -> np.ndarray:
+        """Per symbol: is it BPF/tracing glue (see is_bpf_frame)? Cached."""
+        if self._bpf is None:
+            self._bpf = np.fromiter(
+                (is_bpf_frame(n) for n in self.names), dtype=bool, count=len(self.names)
+            )
+        return self._bpf
+
+
+_kernel_cache: dict[str, KernelSymbols] = {}
+
+
+def kernel_symbols(refresh: bool = False) -> KernelSymbols:
+    """The process-wide KernelSymbols (kallsyms read once; refresh re-reads it,
+    e.g. after loading a module or BPF program whose frames you need)."""
+    if refresh or KALLSYMS not in _kernel_cache:
+        _kernel_cache[KALLSYMS] = KernelSymbols(KALLSYMS)
+    return _kernel_cache[KALLSYMS]
+
+
+_KALLSYMS_LINE = re.compile(r"^([0-9a-fA-F]+) [tTwW] (\S+)", re.M)
+
+
+def _read_kallsyms(path: str) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8", "replace")
+    # text symbols only: data symbols would swallow code addresses
+    found = _KALLSYMS_LINE.findall(text)
+    address = np.array([int(a, 16) for a, _ in found], dtype=np.uint64)
+    if len(address) and not address.any():
+        from .errors import PrivilegeError
+
+        raise PrivilegeError(
+            f"{path} shows every address as 0, so kernel stacks cannot be symbolized; "
+            "run as root or set kernel.kptr_restrict=0 (sysctl) with CAP_SYSLOG"
+        )
+    order = np.argsort(address, kind="stable")
+    return address[order], np.array([n for _, n in found], dtype=object)[order]
+
+
+# -- ELF -----------------------------------------------------------------------
+@dataclass
+class ElfSymbols:
+    """Function symbols of one ELF file, sorted by address, names decoded lazily."""
+
+    start: np.ndarray  # uint64, sorted
+    size: np.ndarray  # uint64
+    name_offset: np.ndarray  # offsets into strtab
+    strtab: bytes
+    segments: np.ndarray  # (offset, vaddr, filesz) of PT_LOAD segments
+    build_id: str | None = None
+    full: bool = False  # from .symtab (all functions), not only .dynsym (exported)
+
+    def __post_init__(self):
+        self._names: dict[int, str] = {}
+
+    def name(self, i: int) -> str:
+        name = self._names.get(i)
+        if name is None:
+            off = int(self.name_offset[i])
+            end = self.strtab.find(b"\0", off)
+            name = self.strtab[off : end if end >= 0 else None].decode("utf-8", "replace")
+            self._names[i] = name
+        return name
+
+    def file_to_vaddr(self, offsets: np.ndarray) -> np.ndarray:
+        """Virtual addresses (as linked) of file offsets (via PT_LOAD segments)."""
+        offsets = np.asarray(offsets, dtype=np.uint64)
+        vaddr = offsets.copy()
+        for off, va, filesz in self.segments:
+            inside = (offsets >= off) & (offsets < off + max(filesz, 1))
+            vaddr[inside] = offsets[inside] - np.uint64(off) + np.uint64(va)
+        return vaddr
+
+    def lookup(self, vaddrs: np.ndarray) -> list[str]:
+        idx = np.searchsorted(self.start, vaddrs, side="right").astype(np.int64) - 1
+        ok = idx >= 0
+        safe = np.maximum(idx, 0)
+        if len(self.start):
+            end = self.start[safe] + np.maximum(self.size[safe], np.uint64(1))
+            ok &= vaddrs < end
+        else:
+            ok[:] = False
+        return [self.name(i) if good else UNKNOWN for i, good in zip(idx.tolist(), ok.tolist())]
+
+
+_EMPTY = np.zeros(0, dtype=np.uint64)
+
+
+def read_elf_symbols(path: str) -> ElfSymbols | None:
+    """Function symbols of an ELF file; None if it is not ELF or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if data[:4] != b"\x7fELF" or len(data) < 64:
+        return None
+    is64, little = data[4] == 2, data[5] == 1
+    e = "<" if little else ">"
+    if is64:
+        phoff, shoff = struct.unpack_from(e + "QQ", data, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + "HHHH", data, 54)
+        sym_dtype = np.dtype([("name", e + "u4"), ("info", "u1"), ("other", "u1"),
+                              ("shndx", e + "u2"), ("value", e + "u8"), ("size", e + "u8")])
+    else:
+        phoff, shoff = struct.unpack_from(e + "II", data, 28)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + "HHHH", data, 42)
+        sym_dtype = np.dtype([("name", e + "u4"), ("value", e + "u4"), ("size", e + "u4"),
+                              ("info", "u1"), ("other", "u1"), ("shndx", e + "u2")])
+    segments = []
+    for i in range(phnum):
+        base = phoff + i * phentsize
+        if is64:
+            p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+                e + "IIQQQQ", data, base
+            )
+        else:
+            p_type, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(e + "IIIII", data, base)
+        if p_type == 1:  # PT_LOAD
+            segments.append((p_offset, p_vaddr, p_filesz))
+    sections = []
+    for i in range(shnum):
+        base = shoff + i * shentsize
+        if is64:
+            _n, sh_type, _fl, _addr, sh_offset, sh_size, sh_link = struct.unpack_from(
+                e + "IIQQQQI", data, base
+            )
+        else:
+            _n, sh_type, _fl, _addr, sh_offset, sh_size, sh_link = struct.unpack_from(
+                e + "IIIIIII", data, base
+            )
+        sections.append((sh_type, sh_offset, sh_size, sh_link))
+    starts, sizes, name_offs, strtab = [], [], [], b""
+    full = False
+    # .symtab (type 2) when present (not stripped), else .dynsym (type 11)
+    for wanted in (2, 11):
+        tables = [s for s in sections if s[0] == wanted]
+        if not tables:
+            continue
+        for _t, off, size, link in tables:
+            syms = np.frombuffer(data, dtype=sym_dtype, count=size // sym_dtype.itemsize, offset=off)
+            kind = syms["info"] & 0xF
+            keep = ((kind == 2) | (kind == 10)) & (syms["value"] != 0)  # FUNC, GNU_IFUNC
+            s_type, s_off, s_size, _l = sections[link]
+            base_len = len(strtab)
+            strtab += data[s_off : s_off + s_size]
+            starts.append(syms["value"][keep].astype(np.uint64))
+            sizes.append(syms["size"][keep].astype(np.uint64))
+            name_offs.append(syms["name"][keep].astype(np.int64) + base_len)
+        full = wanted == 2
+        break
+    start = np.concatenate(starts) if starts else _EMPTY
+    order = np.argsort(start, kind="stable")
+    return ElfSymbols(
+        start=start[order],
+        size=(np.concatenate(sizes) if sizes else _EMPTY)[order],
+        name_offset=(np.concatenate(name_offs) if name_offs else np.zeros(0, np.int64))[order],
+        strtab=strtab,
+        segments=np.array(segments, dtype=np.uint64).reshape(-1, 3),
+        build_id=_build_id(data, sections, e),
+        full=full,
+    )
+
+
+def _build_id(data: bytes, sections, e: str) -> str | None:
+    for sh_type, off, size, _link in sections:
+        if sh_type != 7:  # SHT_NOTE
+            continue
+        pos, end = off, off + size
+        while pos + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from(e + "III", data, pos)
+            name_end = pos + 12 + ((namesz + 3) & ~3)
+            if ntype == 3 and data[pos + 12 : pos + 12 + namesz].rstrip(b"\0") == b"GNU":
+                return data[name_end : name_end + descsz].hex()
+            pos = name_end + ((descsz + 3) & ~3)
+    return None
+
+
+@lru_cache(maxsize=256)
+def _elf_cached(path: str, key: tuple) -> ElfSymbols | None:
+    """ELF symbols of path; key (dev, inode, size, mtime) invalidates on change.
+
+    A stripped file (only .dynsym) is completed by its separate debug file,
+    /usr/lib/debug/.build-id/xx/rest.debug, when one is installed.
+    """
+    syms = read_elf_symbols(path)
+    if syms is not None and not syms.full and syms.build_id:
+        bid = syms.build_id
+        debug = read_elf_symbols(f"/usr/lib/debug/.build-id/{bid[:2]}/{bid[2:]}.debug")
+        if debug is not None and debug.full:
+            debug.segments = syms.segments  # the debug file's offsets are not the code's
+            return debug
+    return syms
+
+
+def elf_symbols(path: str) -> ElfSymbols | None:
+    """Cached ELF symbols for a file path (cache keyed by its identity)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _elf_cached(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+# -- user ------------------------------------------------------------------------
+@dataclass
+class _Mapping:
+    start: np.ndarray  # uint64 per executable mapping, sorted
+    end: np.ndarray
+    offset: np.ndarray
+    files: list  # (path, key) per mapping
+    perf_map: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+
+
+class UserSymbols:
+    """User-space symbols of processes: remember(pid) while it lives, resolve later."""
+
+    def __init__(self, *, bcc_fallback: bool = False):
+        self._maps: dict[int, _Mapping] = {}
+        self._elf: dict[tuple, ElfSymbols | None] = {}
+        self.bcc_fallback = bcc_fallback
+
+    def remember(self, pid: int) -> bool:
+        """Record pid's executable mappings (and load their symbols) now.
+
+        Returns False when the process is already gone. Call it when a pid
+        is first seen (e.g. on each new pid in a perf buffer callback or when
+        reading a map) so the stacks of short-lived processes still resolve.
+        """
+        pid = int(pid)
+        if pid in self._maps:
+            return True
+        mapping = _read_maps(pid)
+        if mapping is None:
+            return False
+        for path, key in mapping.files:
+            if key not in self._elf:
+                self._elf[key] = _elf_cached(path, key)
+        self._maps[pid] = mapping
+        return True
+
+    def forget(self, pid: int) -> None:
+        self._maps.pop(int(pid), None)
+
+    def resolve(self, pid: int, addresses) -> list[str]:
+        """Function names of user addresses of pid ("[unknown]" if unresolved)."""
+        addresses = np.asarray(addresses, dtype=np.uint64)
+        if not len(addresses):
+            return []
+        if not self.remember(pid):
+            return self._fallback(pid, addresses)
+        m = self._maps[int(pid)]
+        out = [UNKNOWN] * len(addresses)
+        idx = np.searchsorted(m.start, addresses, side="right").astype(np.int64) - 1
+        hit = (idx >= 0) & (addresses < m.end[np.maximum(idx, 0)]) if len(m.start) else idx < -1
+        for map_i in np.unique(idx[hit]).tolist():
+            rows = np.flatnonzero(hit & (idx == map_i))
+            path, key = m.files[map_i]
+            syms = self._elf.get(key)
+            if syms is None:
+                continue
+            file_off = addresses[rows] - m.start[map_i] + m.offset[map_i]
+            for r, name in zip(rows.tolist(), syms.lookup(syms.file_to_vaddr(file_off))):
+                out[r] = name
+        if m.perf_map is not None:
+            _apply_perf_map(m.perf_map, addresses, out)
+        if self.bcc_fallback and UNKNOWN in out:
+            missing = [i for i, n in enumerate(out) if n == UNKNOWN]
+            for i, name in zip(missing, self._fallback(pid, addresses[missing])):
+                out[i] = name
+        return out
+
+    def _fallback(self, pid: int, addresses: np.ndarray) -> list[str]:
+        if not self.bcc_fallback:
+            return [UNKNOWN] * len(addresses)
+        try:
+            from bcc import BPF
+        except ImportError:
+            return [UNKNOWN] * len(addresses)
+        return [BPF.sym(int(a), int(pid)).decode("utf-8", "replace") for a in addresses]
+
+
+def _read_maps(pid: int) -> _Mapping | None:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    starts, ends, offs, files = [], [], [], []
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) < 6 or "x" not in parts[1] or not parts[5].startswith("/"):
+            continue
+        path = parts[5]
+        if path.endswith(" (deleted)"):
+            path = path[: -len(" (deleted)")]
+        # /proc/PID/root reaches the file as the process sees it (containers)
+        full = f"/proc/{pid}/root{path}"
+        try:
+            st = os.stat(full)
+        except OSError:
+            continue
+        lo, hi = parts[0].split("-")
+        starts.append(int(lo, 16))
+        ends.append(int(hi, 16))
+        offs.append(int(parts[2], 16))
+        files.append((full, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
+    order = np.argsort(np.array(starts, dtype=np.uint64), kind="stable")
+    return _Mapping(
+        start=np.array(starts, dtype=np.uint64)[order],
+        end=np.array(ends, dtype=np.uint64)[order],
+        offset=np.array(offs, dtype=np.uint64)[order],
+        files=[files[i] for i in order.tolist()],
+        perf_map=_read_perf_map(pid),
+    )
+
+
+def _read_perf_map(pid: int):
+    """/tmp/perf-PID.map (START SIZE NAME per line, hex), written by JITs."""
+    try:
+        with open(f"/tmp/perf-{pid}.map") as f:
+            rows = [line.rstrip("\n").split(" ", 2) for line in f]
+    except OSError:
+        return None
+    rows = [r for r in rows if len(r) == 3]
+    start = np.array([int(r[0], 16) for r in rows], dtype=np.uint64)
+    size = np.array([int(r[1], 16) for r in rows], dtype=np.uint64)
+    order = np.argsort(start, kind="stable")
+    return start[order], (start + size)[order], [rows[i][2] for i in order.tolist()]
+
+
+def _apply_perf_map(perf_map, addresses: np.ndarray, out: list[str]) -> None:
+    start, end, names = perf_map
+    idx = np.searchsorted(start, addresses, side="right").astype(np.int64) - 1
+    for r, i in enumerate(idx.tolist()):
+        if out[r] == UNKNOWN and i >= 0 and addresses[r] < end[i]:
+            out[r] = names[i]
+
+
+# -- folding -----------------------------------------------------------------------
+def fold_stacks(
+    kernel: Sequence[np.ndarray | Sequence[int] | None] | None,
+    user: Sequence[np.ndarray | Sequence[int] | None] | None = None,
+    pids: Sequence[int] | None = None,
+    *,
+    ksyms: KernelSymbols | None = None,
+    usyms: UserSymbols | None = None,
+    strip_bpf: bool = True,
+    delimiter: str | None = None,
+    kernel_suffix: str = "",
+) -> list[str]:
+    """Folded stacks (root first, ';'-joined) of captured kernel+user stacks.
+
+    kernel[i], user[i]: addresses of row i's stacks, leaf first (bcc's
+    StackTrace walk order); None or empty when the row has no such stack.
+    Either list may be None. pids[i]: the process of row i, needed for user
+    symbols (resolved through usyms, a UserSymbols that remembered the pid).
+    The result puts the user frames first (root = the program's entry),
+    then the kernel frames, like bcc's `profile -f`. strip_bpf drops the
+    tracing glue on the leaf side of kernel stacks; delimiter (e.g. "-")
+    goes between the user and kernel parts when both exist; kernel_suffix
+    (e.g. "_[k]") marks kernel frames.
+    """
+    n = len(kernel) if kernel is not None else len(user or [])
+    kernel_parts = [""] * n
+    if kernel is not None:
+        kernel_parts = _fold_kernel(kernel, ksyms or kernel_symbols(), strip_bpf, kernel_suffix)
+    if user is None:
+        return kernel_parts
+    usyms = usyms or UserSymbols()
+    out = []
+    for i, (addrs, kp) in enumerate(zip(user, kernel_parts)):
+        up = ""
+        if addrs is not None and len(addrs) and pids is not None:
+            up = ";".join(usyms.resolve(int(pids[i]), addrs)[::-1])
+        if up and kp:
+            out.append(f"{up};{delimiter};{kp}" if delimiter is not None else f"{up};{kp}")
+        else:
+            out.append(up or kp)
+    return out
+
+
+def _fold_kernel(kernel, ksyms: KernelSymbols, strip_bpf: bool, suffix: str) -> list[str]:
+    """Per row, the kernel frames root first and ';'-joined; one lookup for all rows."""
+    lengths = np.array([0 if k is None else len(k) for k in kernel], dtype=np.int64)
+    if not lengths.sum():
+        return [""] * len(lengths)
+    flat = np.concatenate([np.asarray(k, dtype=np.uint64) for k in kernel if k is not None and len(k)])
+    row_start = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=row_start[1:])
+    pos = np.arange(len(flat)) - np.repeat(row_start[:-1], lengths)
+    idx = ksyms.index(flat)
+    keep = np.ones(len(flat), dtype=bool)
+    if strip_bpf:
+        # length of the leading (leaf-side) run of tracing frames in each row
+        bpf = np.where(idx >= 0, ksyms.is_bpf()[np.maximum(idx, 0)], False)
+        not_bpf_pos = np.where(bpf, np.iinfo(np.int64).max, pos)
+        nonempty = lengths > 0
+        lead = np.zeros(len(lengths), dtype=np.int64)
+        lead[nonempty] = np.minimum.reduceat(not_bpf_pos, row_start[:-1][nonempty])
+        keep = pos >= np.repeat(np.minimum(lead, lengths), lengths)
+    # reverse every row (leaf first -> root first), then drop the stripped frames
+    rev = np.repeat(row_start[1:] - 1, lengths) - pos
+    rev = rev[keep[rev]]
+    kept = np.bincount(np.repeat(np.arange(len(lengths)), lengths)[keep], minlength=len(lengths))
+    names = ksyms.names[np.maximum(idx[rev], 0)]
+    names[idx[rev] < 0] = UNKNOWN
+    names = names.tolist()
+    if suffix:
+        names = [name + suffix for name in names]
+    bounds = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(kept, out=bounds[1:])
+    b = bounds.tolist()
+    return [";".join(names[b[i] : b[i + 1]]) for i in range(len(lengths))]
+
+
+def offwake_stack(target: str, waker: str, waker_comm: str, separator: str = "--") -> str:
+    """bcc offwaketime -f layout from two folded (root-first) stacks:
+    target root..leaf, "--", waker leaf..root, waker name."""
+    parts = [p for p in (target,) if p]
+    parts.append(separator)
+    if waker:
+        parts.append(";".join(waker.split(";")[::-1]))
+    parts.append(waker_comm)
+    return ";".join(parts)
+
+
+__all__ = [
+    "UNKNOWN",
+    "KernelSymbols",
+    "kernel_symbols",
+    "UserSymbols",
+    "ElfSymbols",
+    "read_elf_symbols",
+    "elf_symbols",
+    "strip_bpf_frames",
+    "is_bpf_frame",
+    "fold_stacks",
+    "offwake_stack",
+]
+
