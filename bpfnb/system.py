@@ -228,6 +228,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warn: bool = False  # works, with a caveat worth reading
 
 
 def checks() -> list[Check]:
@@ -249,6 +250,7 @@ def checks() -> list[Check]:
             headers.state in ("matching", "kheaders", "stand-in"),
             f"{headers.state}: {headers.detail}",
             "" if headers.state != "missing" else "run `make setup`",
+            warn=headers.state == "stand-in",
         ),
         Check("BTF", btf_available(), "/sys/kernel/btf/vmlinux" if btf_available() else "absent", "needs a kernel built with CONFIG_DEBUG_INFO_BTF"),
         Check("tracepoints", tfs is not None, "stable kernel events (sched, block, syscalls, tcp, ...)", "mount tracefs"),
@@ -266,7 +268,7 @@ def checks() -> list[Check]:
 def doctor_text() -> str:
     lines = [f"bpfnb doctor — {platform.node()}, Linux {platform.release()}, Python {platform.python_version()}"]
     for check in checks():
-        mark = "ok " if check.ok else "NO "
+        mark = ("ok!" if check.warn else "ok ") if check.ok else "NO "
         line = f"  [{mark}] {check.name:<22} {check.detail}"
         if not check.ok and check.fix:
             line += f"\n  {'':<29}-> {check.fix}"
