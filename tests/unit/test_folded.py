@@ -102,3 +102,133 @@ def test_write_float_values_keeps_fractions():
 def test_write_rejects_frames_without_stack_columns():
     with pytest.raises(FoldedFormatError, match="'stack' and 'value'"):
         write_folded(pd.DataFrame({"x": [1]}))
+
+
+# -- exporters ------------------------------------------------------------------
+# The parts of speedscope's published schema
+# (https://www.speedscope.app/file-format-schema.json) for what bpfnb emits:
+# the file, shared frames and a sampled profile.
+SPEEDSCOPE_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$ref": "#/definitions/FileFormat.File",
+    "definitions": {
+        "FileFormat.File": {
+            "type": "object",
+            "properties": {
+                "$schema": {"type": "string", "const": "https://www.speedscope.app/file-format-schema.json"},
+                "shared": {
+                    "type": "object",
+                    "properties": {
+                        "frames": {"type": "array", "items": {"$ref": "#/definitions/FileFormat.Frame"}}
+                    },
+                    "required": ["frames"],
+                },
+                "profiles": {
+                    "type": "array",
+                    "items": {"anyOf": [{"$ref": "#/definitions/FileFormat.SampledProfile"}]},
+                },
+                "name": {"type": "string"},
+                "activeProfileIndex": {"type": "number"},
+                "exporter": {"type": "string"},
+            },
+            "required": ["$schema", "profiles", "shared"],
+        },
+        "FileFormat.Frame": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "file": {"type": "string"},
+                "line": {"type": "number"},
+                "col": {"type": "number"},
+            },
+            "required": ["name"],
+        },
+        "FileFormat.SampledProfile": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "const": "sampled"},
+                "name": {"type": "string"},
+                "unit": {"$ref": "#/definitions/FileFormat.ValueUnit"},
+                "startValue": {"type": "number"},
+                "endValue": {"type": "number"},
+                "samples": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                "weights": {"type": "array", "items": {"type": "number"}},
+            },
+            "required": ["type", "name", "unit", "startValue", "endValue", "samples", "weights"],
+        },
+        "FileFormat.ValueUnit": {
+            "type": "string",
+            "enum": ["none", "nanoseconds", "microseconds", "milliseconds", "seconds", "bytes"],
+        },
+    },
+}
+
+# d3-flame-graph's input: a tree of {name, value (inclusive), children[, delta]}
+D3_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$ref": "#/definitions/node",
+    "definitions": {
+        "node": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "value": {"type": "number", "minimum": 0},
+                "delta": {"type": "number"},
+                "children": {"type": "array", "items": {"$ref": "#/definitions/node"}},
+            },
+            "required": ["name", "value"],
+        }
+    },
+}
+
+STACKS_DF = pd.DataFrame(
+    {"comm": ["bash", "bash", "sshd"], "stack": ["main;read", "main;write", "main;poll"], "value": [5, 3, 2]}
+)
+
+
+def test_speedscope_export_matches_schema_and_content(tmp_path):
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from bpfnb.io.speedscope import to_speedscope, write_speedscope
+
+    doc = to_speedscope(STACKS_DF, name="cpu", unit="us")
+    jsonschema.validate(doc, SPEEDSCOPE_SCHEMA)
+    frames = [f["name"] for f in doc["shared"]["frames"]]
+    prof = doc["profiles"][0]
+    stacks = [";".join(frames[i] for i in s) for s in prof["samples"]]
+    assert stacks == ["bash;main;read", "bash;main;write", "sshd;main;poll"]  # root first
+    assert prof["weights"] == [5, 3, 2] and prof["endValue"] == 10 and prof["unit"] == "microseconds"
+    assert len(frames) == len(set(frames)) == 6
+    path = write_speedscope(STACKS_DF, tmp_path / "p.speedscope.json")
+    jsonschema.validate(json.loads(open(path).read()), SPEEDSCOPE_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**doc, "$schema": "x"}, SPEEDSCOPE_SCHEMA)  # the schema bites
+
+
+def test_d3_export_is_a_tree_with_inclusive_values(tmp_path):
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from bpfnb.io.d3flame import to_d3, write_d3
+
+    tree = to_d3(STACKS_DF)
+    jsonschema.validate(tree, D3_SCHEMA)
+    assert tree["name"] == "root" and tree["value"] == 10
+    bash = tree["children"][0]
+    assert (bash["name"], bash["value"]) == ("bash", 8)
+    main = bash["children"][0]
+    assert [(c["name"], c["value"]) for c in main["children"]] == [("read", 5), ("write", 3)]
+
+    def check(node):  # a parent is never narrower than its children
+        assert node["value"] >= sum(c["value"] for c in node.get("children", []))
+        for c in node.get("children", []):
+            check(c)
+
+    check(tree)
+    diff = to_d3(STACKS_DF, other=STACKS_DF.assign(value=[1, 3, 6]))
+    jsonschema.validate(diff, D3_SCHEMA)
+    read = diff["children"][0]["children"][0]["children"][0]
+    assert (read["name"], read["delta"]) == ("read", 4)
+    path = write_d3(STACKS_DF, tmp_path / "d3.json")
+    assert json.loads(open(path).read()) == tree
