@@ -22,7 +22,6 @@ Needs root (or CAP_BPF + CAP_PERFMON) and bpftrace >= 0.17.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import platform
 import re
@@ -48,7 +47,8 @@ TRACEFS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
 # where the limit no longer matters; it is not an error
 _MEMLOCK_NOISE = re.compile(r"couldn't set RLIMIT_MEMLOCK")
 _ATTACH_WORDS = re.compile(
-    r"not found|Error attaching|attach|No probes to attach|is not traceable|No such file|does not exist",
+    r"not found|Error attaching|attach|No probes to attach|is not traceable|No such file|does not exist"
+    r"|Could not resolve|resolve symbol",
     re.I,
 )
 
@@ -69,41 +69,49 @@ def run_bpftrace(
     BpfnbError raised. extra_args go to bpftrace before -e (e.g.
     ["--unsafe"], ["-p", "1234"]). on_attached is called once the probes
     are attached (e.g. to start a workload); the duration counts from the
-    same moment. Returns a Trace whose meta has the
-    program, the bpftrace version, the requested duration, start/end wall
-    times, host and kernel; warnings bpftrace printed are in
-    meta["warnings"].
+    same moment.
+
+    Returns a Trace (see bpfnb.io.bpftrace for its frames) whose meta has,
+    named as in a capture's meta: source (the program), duration_requested,
+    start_wall/end_wall (epoch seconds), stopped_by ("duration", "exit" or
+    "interrupt"), host, kernel; and tool "bpftrace", bpftrace_version,
+    command, attached_probes, warnings (what bpftrace printed on stderr).
     """
     if duration is not None and duration < 0:
         raise ValueError(f"duration must be >= 0 seconds or None, not {duration!r}")
     exe = bpftrace_path(bpftrace)
     marked, added_probe = _with_marker(program)
     command = [exe, "-f", "json", *extra_args, "-e", marked]
-    start = _dt.datetime.now(_dt.timezone.utc)
+    start_wall = time.time()
     run = _Run(command)
-    interrupted = False
+    stopped_by = "exit"
     try:
-        if not run.wait_attached(timeout):
-            run.kill()
-            if run.returncode is None:
-                raise BpfnbError(
-                    f"bpftrace did not attach its probes within {timeout:g} s; "
-                    f"it was stopped. Raise timeout= if compiling takes longer here."
-                )
-        else:
+        if run.wait_attached(timeout):
             attached_at = time.monotonic()
             if on_attached is not None:
                 on_attached()
             left = None if duration is None else max(0.0, attached_at + duration - time.monotonic())
             if not run.wait(left):
+                stopped_by = "duration"
                 run.stop()
+        elif run.returncode is None:  # still compiling or attaching
+            run.kill()
+            raise BpfnbError(
+                f"bpftrace did not attach its probes within {timeout:g} s and was stopped; "
+                f"pass a larger timeout= if compiling takes longer on this machine."
+            )
     except KeyboardInterrupt:
-        interrupted = True
+        stopped_by = "interrupt"
         run.stop()
     finally:
-        if not run.finish(timeout):
+        try:
+            exited = run.finish(timeout)
+        except KeyboardInterrupt:  # a second interrupt: do not leave bpftrace behind
+            run.kill()
+            raise
+        if not exited:
             raise BpfnbError(f"bpftrace did not exit within {timeout:g} s of SIGINT; it was killed.")
-    end = _dt.datetime.now(_dt.timezone.utc)
+    end_wall = time.time()
     blocks = _stderr_blocks(run.stderr_text())
     failed = run.returncode != 0 and not run.stopped_by_us
     if failed or (any(is_error for is_error, _ in blocks) and not run.attached):
@@ -112,16 +120,16 @@ def run_bpftrace(
     if added_probe and trace.meta.get("attached_probes"):
         trace.meta["attached_probes"] -= 1
     trace.meta.update(
-        program=program,
+        source=program,
         tool="bpftrace",
         bpftrace_version=bpftrace_version(exe),
         command=command,
-        duration=duration,
-        start=start.isoformat(),
-        end=end.isoformat(),
+        duration_requested=duration,
+        start_wall=start_wall,
+        end_wall=end_wall,
+        stopped_by=stopped_by,
         host=socket.gethostname(),
         kernel=platform.release(),
-        interrupted=interrupted,
         warnings=[text for _, text in blocks],
     )
     return trace
@@ -221,8 +229,8 @@ class _Run:
     def wait_attached(self, timeout: float) -> bool:
         """True once probes are attached; False on exit or timeout first."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._attached.wait(0.05):
+        while (left := deadline - time.monotonic()) > 0:
+            if self._attached.wait(min(0.05, left)):
                 return True
             if self.proc.poll() is not None:
                 self._readers[0].join(1)

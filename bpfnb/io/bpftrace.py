@@ -19,6 +19,9 @@ bpftrace writes one JSON object per line, ``{"type": ..., "data": ...}``
 - "lost_events" -> trace.lost["printf"] (the perf buffer those lines use).
 - "attached_probes" -> trace.meta["attached_probes"].
 
+trace.meta: {"tool": "bpftrace", "attached_probes": n, "source": program
+(when given), "file": path (when read from a file)}.
+
 Keys. bpftrace 0.17 joins the keys of ``@m[comm, pid]`` with "," into one
 string ("bash,1234"). Key columns are named from the program when it is
 given (``comm``, ``pid``, ``args->fd`` -> ``fd``, ``kstack`` ...), else
@@ -87,9 +90,9 @@ def read_bpftrace(path_or_text, *, program: str | None = None) -> Trace:
     for lineno, record in records:
         builder.add(record, lineno, origin)
     trace = builder.trace()
-    trace.meta.setdefault("source", "bpftrace")
+    trace.meta["tool"] = "bpftrace"
     if program is not None:
-        trace.meta["program"] = program
+        trace.meta["source"] = program  # the program, as in a capture's meta
     if origin != "<text>":
         trace.meta["file"] = origin
     return trace

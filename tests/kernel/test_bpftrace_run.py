@@ -95,9 +95,11 @@ def test_exact_counts_maps_hists_stats_and_printf(workload):
     ev = t.events()
     assert ev["message"].tolist() == [f"read {SMALL}"] * N_SMALL + [f"read {BIG}"] * N_BIG
     assert t.lost == {}
-    assert t.meta["program"] == program
+    assert t.meta["source"] == program and t.meta["tool"] == "bpftrace"
     assert t.meta["bpftrace_version"] == bpftrace_version() != ""
-    assert t.meta["duration"] == 0.5 and t.meta["attached_probes"] == 1
+    assert t.meta["duration_requested"] == 0.5 and t.meta["attached_probes"] == 1
+    assert t.meta["stopped_by"] == "duration"
+    assert 0 < t.meta["end_wall"] - t.meta["start_wall"] < 30
 
 
 @needs_bpftrace
@@ -107,7 +109,7 @@ def test_duration_stops_it_with_sigint_and_maps_are_printed():
     elapsed = time.monotonic() - start
     assert 1.0 <= elapsed < 10
     assert 8 <= t.map("@ticks")["value"][0] <= 11
-    assert t.meta["interrupted"] is False
+    assert t.meta["stopped_by"] == "duration"
 
 
 @needs_bpftrace
@@ -115,6 +117,7 @@ def test_program_that_exits_itself_without_duration():
     t = run_bpftrace('BEGIN { printf("hi\\n"); @x = 3; exit(); }')
     assert t.events()["message"].tolist() == ["hi"]
     assert t.map("@x")["value"].tolist() == [3]
+    assert t.meta["stopped_by"] == "exit" and t.meta["warnings"] == []
 
 
 @needs_bpftrace
@@ -127,7 +130,7 @@ def test_interrupt_returns_the_partial_trace():
         elapsed = time.monotonic() - start
     finally:
         timer.cancel()
-    assert t.meta["interrupted"] is True
+    assert t.meta["stopped_by"] == "interrupt"
     assert t.map("@ticks")["value"][0] >= 5
     assert elapsed < 10
 
@@ -160,7 +163,7 @@ def test_trace_saves_and_loads(tmp_path):
     assert_frame_equal(back.map("@m"), t.map("@m"), check_dtype=True)
     assert back.map("@m").columns.tolist() == ["key0", "key1", "value"]
     assert back.hist("@h")[["low", "high", "count"]].values.tolist() == [[512, 1023, 1]]
-    assert back.meta["program"] == t.meta["program"]
+    assert back.meta == t.meta
 
 
 def test_missing_bpftrace_is_a_setup_error(tmp_path):
@@ -179,3 +182,29 @@ def test_exact_counts_when_the_program_has_its_own_begin(workload):
     assert t.map("@n")["value"].tolist() == [N_SMALL]
     assert t.events()["message"].tolist() == ["tracing"]  # the attach marker is not shown
     assert t.meta["attached_probes"] == 2
+
+
+def _bpftrace_children() -> list[int]:
+    """bpftrace processes whose parent is this test process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm == "bpftrace" and int(fields[1]) == os.getpid():
+            found.append(int(entry))
+    return found
+
+
+@needs_bpftrace
+def test_attach_timeout_kills_bpftrace_and_says_so():
+    # bpftrace needs tens of milliseconds to compile and attach, not one
+    with pytest.raises(BpfnbError, match=r"did not attach its probes within 0\.001 s.*timeout="):
+        run_bpftrace("tracepoint:syscalls:sys_enter_read { @ = count(); }", duration=1, timeout=0.001)
+    assert _bpftrace_children() == []

@@ -95,7 +95,7 @@ def test_maps_with_program_name_the_keys():
     assert list(t.map("@fd3").columns) == ["fd", "comm", "key2", "value"]
     assert list(t.map("@u").columns) == ["uid", "value"]
     assert list(t.map("@").columns) == ["comm", "value"]
-    assert t.meta["program"] == PROGRAMS["maps"]
+    assert t.meta["source"] == PROGRAMS["maps"] and t.meta["tool"] == "bpftrace"
 
 
 def test_map_keys_from_program():
