@@ -1,7 +1,7 @@
 // bpfnb flame graph interaction: click to zoom, reset, regex search.
 // Written for bpfnb (not derived from flamegraph.pl). Runs inside a
 // standalone SVG document or an SVG inlined in HTML; everything is scoped
-// to the <svg> element whose id is FLAME_ID, so several graphs can share a
+// to the svg element whose id is FLAME_ID, so several graphs can share a
 // page. The API is exposed as svgElement.flame = {zoom, reset, search, clear}.
 (function () {
   "use strict";
