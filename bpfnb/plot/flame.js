@@ -18,7 +18,7 @@
   for (var i = 0; i < groups.length; i++) {
     var g = groups[i], r = g.querySelector("rect"), t = g.querySelector("text");
     frames.push({
-      g: g, rect: r, text: t,
+      g: g, rect: r, text: t, title: g.querySelector("title"),
       name: g.getAttribute("data-name"),
       x: parseFloat(r.getAttribute("x")), w: parseFloat(r.getAttribute("width")),
       depth: parseInt(g.getAttribute("data-depth"), 10),
@@ -128,7 +128,7 @@
   });
   svg.addEventListener("mouseover", function (ev) {
     var f = frameOf(ev);
-    if (f && details) details.textContent = f.g.getAttribute("data-info") || f.name;
+    if (f && details) details.textContent = f.title ? f.title.textContent : f.name;
   });
   svg.addEventListener("mouseout", function (ev) {
     if (frameOf(ev) && details) details.textContent = " ";
