@@ -312,6 +312,8 @@ def bin_hist(
     Each distinct time is one snapshot holding that interval's counts; with
     time_marks="end" (default) the time is when the snapshot was taken, so
     the column covers [time - step, time); "start" means [time, time + step).
+    step defaults to the frame's attrs["interval"], else the smallest gap
+    between snapshots.
     Rows are the histogram's buckets from the lowest to the highest
     non-empty one (scale "log2" for log2 histograms). Key columns other
     than time are summed over. max_value drops buckets starting above it.
@@ -349,6 +351,8 @@ def bin_hist(
     snap = np.unique(ticks)
     if step is not None:
         step_s = parse_step(step)
+    elif hist.attrs.get("interval"):  # captures record their interval
+        step_s = float(hist.attrs["interval"])
     elif len(snap) > 1:
         step_s = float(np.diff(snap).min()) / per_second
     else:

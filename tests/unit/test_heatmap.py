@@ -123,6 +123,9 @@ def test_in_kernel_heatmap_from_hist_with_time():
     assert len(CELL.findall(hm.to_svg())) == 6
     assert "1024 -> 2047" in hm.to_svg()
     assert bin_hist(h, time_marks="start").start == 1.0
+    h.attrs["interval"] = 0.5  # as captures record it: 1.0 and 2.0 are 2 columns apart
+    half = bin_hist(h)
+    assert half.step == 0.5 and half.n_cols == 7 and half.start == 0.5
 
 
 def test_display_bundle_has_interactive_and_static_views():

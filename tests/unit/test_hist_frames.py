@@ -173,3 +173,47 @@ def test_log2_slot_equals_bpf_log2l_in_the_kernel():
     assert sorted(kernel) == sorted(EDGE_VALUES)
     ours = log2_slot(np.array(EDGE_VALUES, dtype=np.uint64)).tolist()
     assert ours == [kernel[v] for v in EDGE_VALUES]
+
+
+# -- bars (bpfnb.plot.hist) -------------------------------------------------------
+@pytest.fixture
+def agg():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def test_plot_hist_bars_labels_and_modes(agg):
+    import bpfnb
+
+    counts = {3: 10, 4: 50, 5: 12, 6: 2, 7: 30, 8: 8, 10: 4, 11: 20, 12: 5}
+    h = from_slots(pd.DataFrame({"slot": list(counts), "count": list(counts.values())}))
+    ax = bpfnb.plot.hist(h, label="usecs")
+    heights = [p.get_height() for p in ax.containers[0]]
+    assert heights == [10, 50, 12, 2, 30, 8, 0, 4, 20, 5]  # slot 9 empty but present
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["4 -> 7", "8 -> 15", "16 -> 31", "32 -> 63", "64 -> 127", "128 -> 255",
+                      "256 -> 511", "512 -> 1023", "1024 -> 2047", "2048 -> 4095"]
+    marks = [t.get_text() for t in ax.texts]
+    assert marks == ["mode 1: 52%", "mode 2: 27%", "mode 3: 21%"]
+    assert ax.get_xlabel() == "usecs"
+
+
+def test_plot_hist_overlay_and_small_multiples(agg):
+    import bpfnb
+    from bpfnb.plot.hist import compact
+
+    df = pd.DataFrame({"disk": ["a", "a", "b", "b", "b"], "lat": [1, 4096, 5, 6, 7000]})
+    h = from_values(df, value="lat", by="disk")
+    ax = bpfnb.plot.hist(h, labels="compact", mark_modes=False)
+    assert [len(c) for c in ax.containers] == [13, 13]  # slots 1..13 for each disk
+    assert ax.get_legend() is not None
+    axes = bpfnb.plot.hist(h, layout="small_multiples")
+    assert len(axes) == 2 and [a.get_title(loc="left") for a in axes] == ["disk=a", "disk=b"]
+    assert [compact(x) for x in (0, 1000, 4096, 1 << 20, 3 << 29)] == ["0", "1000", "4K", "1M", "1.5G"]
+    with pytest.raises(BpfnbError, match="not a key column"):
+        bpfnb.plot.hist(h, by="cpu")
