@@ -203,3 +203,42 @@ def test_hover_in_a_browser(tmp_path):
         tip = page.evaluate("document.querySelector('.bpfnb-tip').textContent")
         browser.close()
     assert tip.startswith("time ") and "lat_us" in tip and "% of column" in tip
+
+
+def test_anywidget_module_renders_and_follows_svg_changes(tmp_path):
+    """heatmap.js as the widget front end loads it: render({model, el}) with a model stub."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed")
+    if not chromium:
+        pytest.skip("no chromium to run the widget module in")
+    import json
+    from pathlib import Path
+
+    js = Path(sys.modules["bpfnb.plot.heatmap"].__file__).with_name("heatmap.js")
+    first = heatmap(EVENTS, step=1, row_size=10).to_svg()
+    second = heatmap(EVENTS.iloc[:3], step=1, row_size=10).to_svg()
+    (tmp_path / "heatmap.js").write_text(js.read_text())
+    (tmp_path / "page.html").write_text("""<!DOCTYPE html><html><body><div id="el"></div>
+<script type="module">
+import widget from "./heatmap.js";
+const handlers = {};
+const state = {svg: %s};
+const model = {get: (k) => state[k], on: (ev, fn) => { handlers[ev] = fn; }};
+widget.render({model, el: document.getElementById("el")});
+window.counts = [document.querySelectorAll("#el rect.cell").length];
+state.svg = %s;
+handlers["change:svg"]();
+window.counts.push(document.querySelectorAll("#el rect.cell").length);
+</script></body></html>""" % (json.dumps(first), json.dumps(second)))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium,
+                                    args=["--no-sandbox", "--allow-file-access-from-files"])
+        page = browser.new_page()
+        page.goto((tmp_path / "page.html").as_uri())
+        page.wait_for_function("window.counts && window.counts.length == 2", timeout=5000)
+        counts = page.evaluate("window.counts")
+        browser.close()
+    assert counts == [7, heatmap(EVENTS.iloc[:3], step=1, row_size=10).bins.nonempty]
