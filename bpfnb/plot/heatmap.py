@@ -160,11 +160,12 @@ class HeatMap:
         return self.to_svg()
 
     # -- notebook ------------------------------------------------------------------
-    def to_html(self) -> str:
+    def to_html(self, svg: str | None = None) -> str:
         """An HTML fragment: the SVG inline (a static picture) plus a hover script."""
         div_id = f"bpfnb-heatmap-{next(_ids)}-{id(self) & 0xFFFFFF:x}"
+        svg = self.to_svg() if svg is None else svg
         return (f'<div class="bpfnb-heatmap" id="{div_id}" style="position:relative;'
-                f'max-width:{self.width}px">{self.to_svg()}</div>'
+                f'max-width:{self.width}px">{svg}</div>'
                 f"<script>(function(){{{_hover_js()}\n"
                 f'attachHover(document.getElementById("{div_id}"));}})();</script>')
 
@@ -173,7 +174,7 @@ class HeatMap:
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         svg = self.to_svg()
-        return {"text/plain": self.text(), "image/svg+xml": svg, "text/html": self.to_html()}
+        return {"text/plain": self.text(), "image/svg+xml": svg, "text/html": self.to_html(svg)}
 
     def widget(self):
         """An anywidget view of this heat map (hover as in the HTML output)."""
