@@ -198,21 +198,14 @@ def from_values(
 
 
 def _values_and_keys(values, value, by) -> tuple[np.ndarray, pd.DataFrame | None]:
-    if isinstance(values, pd.DataFrame):
-        if value is None:
-            numeric = [c for c in values.columns if pd.api.types.is_numeric_dtype(values[c])
-                       and c not in _as_list(by)]
-            if len(numeric) != 1:
-                raise HistogramError(
-                    f"which column holds the values? pass value=, one of {list(values.columns)}"
-                )
-            value = numeric[0]
-        if value not in values.columns:
-            raise HistogramError(f"no column {value!r}; the frame has {list(values.columns)}")
-        frame, series = values, values[value]
+    """The values as an array and the keys as a frame aligned with them (or None)."""
+    frame = values if isinstance(values, pd.DataFrame) else None
+    if frame is not None:
+        series = frame[_value_column(frame, value, by)]
+    elif isinstance(values, pd.Series):
+        series = values
     else:
-        frame, series = None, pd.Series(np.asarray(values)) if not isinstance(
-            values, pd.Series) else values
+        series = pd.Series(np.asarray(values))
     vals = series.to_numpy()
     if by is None:
         return vals, None
@@ -233,6 +226,21 @@ def _values_and_keys(values, value, by) -> tuple[np.ndarray, pd.DataFrame | None
     return vals, pd.DataFrame(cols)
 
 
+def _value_column(frame: pd.DataFrame, value, by) -> str:
+    if value is None:
+        keys = [k for k in _as_list(by) if isinstance(k, str)]
+        numeric = [c for c in frame.columns
+                   if pd.api.types.is_numeric_dtype(frame[c]) and c not in keys]
+        if len(numeric) != 1:
+            raise HistogramError(
+                f"which column holds the values? pass value=, one of {list(frame.columns)}"
+            )
+        return numeric[0]
+    if value not in frame.columns:
+        raise HistogramError(f"no column {value!r}; the frame has {list(frame.columns)}")
+    return value
+
+
 def _as_list(by) -> list:
     if by is None:
         return []
@@ -242,7 +250,7 @@ def _as_list(by) -> list:
 
 
 def _slots_for(vals: np.ndarray, hist_type: str, step: int) -> np.ndarray:
-    if vals.dtype.kind not in "iuf b":
+    if vals.dtype.kind not in "iuf":
         try:
             vals = vals.astype(np.float64)
         except (TypeError, ValueError):

@@ -76,6 +76,16 @@ def test_from_values_keyed_by_column():
     assert h.values.tolist() == [["sda", 2, 3, 2], ["sda", 512, 1023, 1], ["sdb", 64, 127, 1]]
 
 
+def test_from_values_finds_the_only_value_column():
+    df = pd.DataFrame({"comm": ["a", "b"], "pid": [1, 2], "lat": [3, 300]})
+    h = from_values(df, by=["comm", "pid"])
+    assert h.values.tolist() == [["a", 1, 2, 3, 1], ["b", 2, 256, 511, 1]]
+    with pytest.raises(BpfnbError, match="value="):
+        from_values(df)
+    by_series = from_values(df, value="lat", by=df["pid"])
+    assert by_series["pid"].tolist() == [1, 2]
+
+
 def test_from_values_keyed_by_array():
     h = from_values(pd.Series([1, 2, 3], name="lat"), keys=pd.Series([7, 7, 8], name="pid"))
     assert h.values.tolist() == [[7, 0, 1, 1], [7, 2, 3, 1], [8, 2, 3, 1]]
