@@ -133,6 +133,10 @@ class LiveView:
     def _hist_now(self, trace) -> pd.DataFrame:
         frame = self._hist_frame(trace)
         if frame is None:
+            rows = sum(len(trace.events(n)) for n in trace.names("events"))
+            if rows:
+                raise BpfnbError(f"{rows:,} events so far; this capture has no histogram to draw "
+                                 "(LiveView(kind='heatmap', value=...) draws events)")
             raise BpfnbError("no histogram in this capture yet")
         if "time" in frame.columns:  # interval snapshots: the total so far
             keys = [k for k in key_columns(frame) if k != "time"]

@@ -100,6 +100,9 @@ def test_nothing_yet_is_a_message_not_an_error():
     view = LiveView(kind="heatmap", out=out)
     view.update(Trace(), 1.0)
     assert "no events and no histogram" in out.getvalue()
+    events = pd.DataFrame({"ts": [1, 2, 3], "lat_us": [5, 6, 7]})
+    LiveView(kind="hist", out=out).update(Trace(frames={"events": {"e": events}}), 1.0)
+    assert "3 events so far" in out.getvalue()
     with pytest.raises(BpfnbError, match="'hist' or 'heatmap'"):
         LiveView(kind="flame")
 
