@@ -35,7 +35,10 @@ def format_hist(
 
     label is bcc's val_type (the column header, e.g. "usecs"). For keyed
     frames every key gets a section "\\n<section_header> = <repr(key)>"
-    (or section_print_fn(key)), in frame order. Like bcc, a linear histogram
+    (or section_print_fn(key)), in frame order. bcc prints char-array keys as
+    bytes (b'sda'); frames hold them as str, so pass
+    section_print_fn=lambda k: repr(k.encode()) for bcc's exact text there.
+    Like bcc, a linear histogram
     is labelled by slot index; linear_labels="low" labels it by each slot's
     low value instead (differs from bcc when step > 1).
     The returned text ends with a newline unless it is empty.
