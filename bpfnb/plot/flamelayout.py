@@ -11,12 +11,13 @@ sum of the counts of the stacks through it, and frames narrower than
 units: the renderer scales them. Depth 0 is the root; drawing it at the
 bottom (flame) or at the top (icicle) is the renderer's choice.
 
-How it stays fast on a million samples: stacks are sorted frame by frame
-(';' mapped below every character, so "foo" sorts before "foo.part" and
-before its own callees), the common prefix of neighbouring stacks is found
-by comparing 8-byte words of one joined buffer, and a frame at depth d
-spans the rows up to the next row whose common prefix with its neighbour
-is shorter than d + 1. Only the frames that survive pruning get names.
+How it stays fast on a million samples: the stacks' text goes into one
+uint8 buffer; stacks are sorted as plain strings (then the rare blocks where
+plain order differs from frame order, "foo.part" against "foo;...", are
+re-sorted frame-wise); the common prefix of neighbouring stacks is found by
+comparing 8-byte words of the buffer; and a frame at depth d spans the rows
+up to the next row sharing fewer than d + 1 frames with its neighbour. Only
+frames that survive pruning get their names decoded.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ IMAGE_PAD = 10
 DEFAULT_MIN_WIDTH = 0.1 / (IMAGE_WIDTH - 2 * IMAGE_PAD)
 SEPARATOR = "--"  # between the blocked and the waker stack in off-wake stacks
 
-_SEP = 1  # ';' becomes \x01 in the sort keys: sorts below any name character
-_END = b"\x00"  # ends each row in the joined buffer
-_TO_KEY = bytes.maketrans(b";", b"\x01")
-_POW = [np.uint64(1) << np.uint64(64 - 8 * j) for j in range(1, 8)]
+_SEP = ord(";")
+_BLOCK = 64  # bytes compared at once when measuring common prefixes
+_PAD = _BLOCK + 8  # zero bytes after the last row, so every block read stays inside
+_LOW_BYTES = [np.uint64((1 << (8 * j)) - 1) for j in range(1, 8)]
 
 
 @dataclass
@@ -166,31 +167,103 @@ def diff_layout(
     return layout(both, now, min_width=min_width, reverse=reverse, other=base)
 
 
-# -- rows: sorted stacks in one buffer ----------------------------------------
+# -- rows: sorted stacks over one buffer --------------------------------------
 @dataclass
 class _Rows:
     order: np.ndarray  # input index of each sorted row
-    buf: np.ndarray  # uint8: sorted rows' keys, each ended by \x00, then 8 pad bytes
-    start: np.ndarray  # offset of each row in buf
-    length: np.ndarray  # bytes of each row
-    seps: np.ndarray  # offsets of every \x01 (frame separator) in buf
-    first_sep: np.ndarray  # index in seps of each row's first separator
-    depth: np.ndarray  # frames in each row
+    buf: np.ndarray  # uint8: the stacks' UTF-8 in input order, each ended by \x00, + padding
+    start: np.ndarray  # offset in buf of each sorted row
+    length: np.ndarray  # bytes of each sorted row
+    seps: np.ndarray  # offsets of every ';' in buf
+    first_sep: np.ndarray  # index in seps of each sorted row's first separator
+    depth: np.ndarray  # frames in each sorted row
+    common: np.ndarray  # bytes each sorted row shares with the previous one
 
 
 def _sorted_rows(stacks: Sequence[str]) -> _Rows:
-    keys = [s.encode("utf-8", "surrogateescape").translate(_TO_KEY) for s in stacks]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    length = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))[order]
-    joined = _END.join([keys[i] for i in order]) + _END * 9
-    del keys
-    buf = np.frombuffer(joined, dtype=np.uint8)
-    start = np.zeros(len(order), dtype=np.int64)
-    np.cumsum(length[:-1] + 1, out=start[1:])
+    """Sort stacks frame by frame and measure what neighbours share.
+
+    Plain string order is frame order except where a name is cut short by
+    ';' next to a sibling continuing with a character below ';' ("foo;x"
+    against "foo.part;y", '.' < ';'): such neighbours are found from their
+    first differing byte, and only the block of rows sharing that prefix is
+    re-sorted with ';' mapped below every character. No per-row key copy is
+    made otherwise, which keeps the memory to one buffer of the text.
+    """
+    buf, in_start, in_length = _pack(stacks)
+    order = sorted(range(len(stacks)), key=stacks.__getitem__)
     seps = _find(buf, _SEP)
-    first_sep = np.searchsorted(seps, start)
-    depth = np.searchsorted(seps, start + length) - first_sep + 1
-    return _Rows(np.asarray(order, dtype=np.int64), buf, start, length, seps, first_sep, depth)
+    for _attempt in range(3):
+        order_arr = np.asarray(order, dtype=np.int64)
+        start, length = in_start[order_arr], in_length[order_arr]
+        common = np.zeros(len(order), dtype=np.int64)
+        if len(order) > 1:
+            common[1:] = _common_bytes(buf, start[:-1], start[1:], np.minimum(length[:-1], length[1:]))
+        bad = _misordered(buf, start, length, common)
+        if not len(bad):
+            break
+        order = _resort_blocks(stacks, order, bad, buf, start, common)
+    # searched in buffer order (ascending needles: much faster), then permuted
+    in_first = np.searchsorted(seps, in_start)
+    first_sep = in_first[order_arr]
+    depth = (np.searchsorted(seps, in_start + in_length) - in_first + 1)[order_arr]
+    return _Rows(order_arr, buf, start, length, seps, first_sep, depth, common)
+
+
+def _pack(stacks: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All stacks' UTF-8 in one uint8 buffer, each ended by \x00, zero padding after."""
+    n = len(stacks)
+    if all(map(str.isascii, stacks)):
+        length = np.fromiter(map(len, stacks), dtype=np.int64, count=n)
+    else:
+        length = np.fromiter((len(s.encode("utf-8", "surrogateescape")) for s in stacks),
+                             dtype=np.int64, count=n)
+    start = np.zeros(n, dtype=np.int64)
+    if n:
+        np.cumsum(length[:-1] + 1, out=start[1:])
+    total = int(length.sum()) + n
+    out = bytearray(total + _PAD)
+    pos, step = 0, 2048
+    for i in range(0, n, step):  # in chunks: never a second copy of the whole text
+        chunk = ("\x00".join(stacks[i : i + step]) + "\x00").encode("utf-8", "surrogateescape")
+        out[pos : pos + len(chunk)] = chunk
+        pos += len(chunk)
+    return np.frombuffer(out, dtype=np.uint8), start, length
+
+
+def _misordered(buf, start, length, common) -> np.ndarray:
+    """Sorted rows i (>= 1) where row i-1 continues with a byte below ';' and row i with ';'."""
+    if len(start) < 2:
+        return np.zeros(0, dtype=np.int64)
+    c = common[1:]
+    prev_next = np.where(c < length[:-1], buf[start[:-1] + c], 0)
+    this_next = np.where(c < length[1:], buf[start[1:] + c], 0)
+    bad = (prev_next > 0) & (prev_next < _SEP) & (this_next == _SEP)
+    return np.flatnonzero(bad) + 1
+
+
+def _resort_blocks(stacks, order: list, bad: np.ndarray, buf, start, common) -> list:
+    """Re-sort, with ';' below every character, each block of rows sharing a bad prefix."""
+    import bisect
+
+    in_order = [stacks[i] for i in order]
+    spans = []
+    for i in bad.tolist():
+        prefix = bytes(buf[start[i] : start[i] + common[i]]).decode("utf-8", "surrogateescape")
+        lo = bisect.bisect_left(in_order, prefix)
+        hi = bisect.bisect_left(in_order, prefix + "\U0010ffff")
+        spans.append((lo, hi))
+    spans.sort()
+    merged: list[list[int]] = []
+    for lo, hi in spans:
+        if merged and lo < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    order = list(order)
+    for lo, hi in merged:
+        order[lo:hi] = sorted(order[lo:hi], key=lambda j: stacks[j].replace(";", "\x01"))
+    return order
 
 
 def _find(buf: np.ndarray, byte: int, block: int = 1 << 22) -> np.ndarray:
@@ -207,8 +280,12 @@ def _common_frames(rows: _Rows) -> np.ndarray:
         return lcp_frames
     a, b = rows.start[:-1], rows.start[1:]
     la, lb = rows.length[:-1], rows.length[1:]
-    common = _common_bytes(rows.buf, a, b, np.minimum(la, lb))
-    seps_before = np.searchsorted(rows.seps, b + common) - rows.first_sep[1:]
+    common = rows.common[1:]
+    ends = rows.start + rows.common  # in each row, where it stops agreeing with the previous
+    in_buffer_order = np.empty_like(rows.order)
+    in_buffer_order[rows.order] = np.arange(n)
+    ahead = np.searchsorted(rows.seps, ends[in_buffer_order])[rows.order]
+    seps_before = ahead[1:] - rows.first_sep[1:]
     # the frame cut by the first difference counts only if it ends there in both
     end_a = (common == la) | (rows.buf[a + common] == _SEP)
     end_b = (common == lb) | (rows.buf[b + common] == _SEP)
@@ -217,27 +294,44 @@ def _common_frames(rows: _Rows) -> np.ndarray:
 
 
 def _common_bytes(buf: np.ndarray, a: np.ndarray, b: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """Length of the common prefix of buf[a[i]:] and buf[b[i]:], capped at limit."""
-    # every offset of buf read as a big-endian 8-byte word (the buffer is padded)
-    words = np.ndarray((len(buf) - 8,), dtype=">u8", buffer=buf, strides=(1,))
+    """Length of the common prefix of buf[a[i]:] and buf[b[i]:], capped at limit.
+
+    Compares _BLOCK bytes at a time (a void view at every byte offset), then
+    finds the first differing byte inside the differing block by 8-byte words.
+    buf must be padded by _PAD bytes.
+    """
+    blocks = np.ndarray((len(buf) - _BLOCK + 1,), dtype=np.dtype((np.void, _BLOCK)), buffer=buf, strides=(1,))
+    words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
     result = limit.copy()
     active = np.flatnonzero(limit > 0)
+    pa, pb, lim = a[active], b[active], limit[active]
     step = 0
     while active.size:
-        wa = words[a[active] + step]
-        wb = words[b[active] + step]
-        diff = (wa ^ wb).astype(np.uint64)
-        differs = diff != 0
-        leading = np.zeros(len(diff), dtype=np.int64)
-        for power in _POW:
-            leading += diff < power
-        found = step + leading
-        hit = differs & (found < limit[active])
-        result[active[hit]] = found[hit]
-        keep = ~differs & (step + 8 < limit[active])
-        active = active[keep]
-        step += 8
+        differs = blocks[pa] != blocks[pb]
+        if differs.any():
+            hit = np.flatnonzero(differs)
+            result[active[hit]] = np.minimum(step + _first_difference(words, pa[hit], pb[hit]), lim[hit])
+        go = ~differs & (lim > step + _BLOCK)
+        active, pa, pb, lim = active[go], pa[go] + _BLOCK, pb[go] + _BLOCK, lim[go]
+        step += _BLOCK
     return result
+
+
+def _first_difference(words: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """Offset of the first differing byte in blocks known to differ."""
+    offset = np.full(len(pa), -1, dtype=np.int64)
+    for k in range(0, _BLOCK, 8):
+        todo = offset < 0
+        if not todo.any():
+            break
+        x = words[pa + k] ^ words[pb + k]
+        new = todo & (x != 0)
+        x = x[new]
+        zeros = np.zeros(len(x), dtype=np.int64)  # equal low-order (= earlier) bytes
+        for mask in _LOW_BYTES:
+            zeros += (x & mask) == 0
+        offset[new] = k + zeros
+    return offset
 
 
 # -- frames: one per (row, depth) where a merged frame starts -----------------

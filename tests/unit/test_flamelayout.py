@@ -181,3 +181,19 @@ def test_generated_profile_merges_to_known_frame_count(tmp_path):
             node = node[f]
     assert lay.merged_frames == nodes == len(lay)
     assert lay.total == df["value"].sum()
+
+
+def test_common_prefix_lengths_across_block_boundaries():
+    from bpfnb.plot.flamelayout import _pack, _common_bytes
+
+    rng = np.random.default_rng(3)
+    base = "".join(rng.choice(list("ab;."), 300))
+    stacks = [base[: rng.integers(0, 300)] + "".join(rng.choice(list("ab;"), rng.integers(0, 90)))
+              for _ in range(300)]
+    buf, start, length = _pack(stacks)
+    a, b = start[:-1], start[1:]
+    got = _common_bytes(buf, a, b, np.minimum(length[:-1], length[1:]))
+    import os.path
+
+    want = [len(os.path.commonprefix([x, y])) for x, y in zip(stacks, stacks[1:])]
+    assert got.tolist() == want
