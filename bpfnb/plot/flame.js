@@ -9,6 +9,7 @@
   if (!svg || svg.flame) return;
   var num = function (k, d) { var v = parseFloat(svg.getAttribute("data-" + k)); return isNaN(v) ? d : v; };
   var pad = num("pad", 10), fontW = num("fontw", 7.08), total = num("total", 1);
+  var textDy = num("textdy", 11.7);
   var width = num("width", 1200), left = pad, full = width - 2 * pad;
   var q = function (sel) { return svg.querySelector(sel); };
   var details = q(".fg-details"), matched = q(".fg-matched"), resetBtn = q(".fg-reset");
@@ -37,9 +38,15 @@
   function place(f, x, w) {
     f.rect.setAttribute("x", x.toFixed(2));
     f.rect.setAttribute("width", Math.max(w, 0).toFixed(2));
+    var text = label(f.name, w);
+    if (!f.text && text) {  // narrow frames are drawn without a label element
+      f.text = document.createElementNS("http://www.w3.org/2000/svg", "text");
+      f.text.setAttribute("y", (parseFloat(f.rect.getAttribute("y")) + textDy).toFixed(1));
+      f.g.appendChild(f.text);
+    }
     if (f.text) {
       f.text.setAttribute("x", (x + 3).toFixed(2));
-      f.text.textContent = label(f.name, w);
+      f.text.textContent = text;
     }
   }
   function zoom(f) {

@@ -151,12 +151,11 @@ def render_svg(
     ws = (lay.width * scale).tolist()
     ys = y_of(lay.depth.astype(np.int64) + 1).tolist()
     counts = lay.width.tolist()
-    info = _info_fn(lay, unit, total)
     names = [escape(n) for n in lay.names]
     h = frame_height - 1
     ty = frame_height * 0.5 + font_size * 0.35  # text baseline inside a frame
 
-    out = [_header(sid, width, height, total, unit, pad, fw, font_size, interactive)]
+    out = [_header(sid, width, height, total, unit, pad, fw, font_size, interactive, ty)]
     out.append(_chrome(title, subtitle, width, height, pad, font_size, interactive))
     # the "all" frame: the whole profile
     all_y = float(y_of(np.array([0]))[0])
@@ -168,15 +167,24 @@ def render_svg(
     )
     append = out.append
     depths = (lay.depth + 1).tolist()
-    for k, (i, x, w, y, c, col, d) in enumerate(
-        zip(lay.name.tolist(), xs, ws, ys, counts, colors, depths)
+    fits = ((lay.width * scale - 6) // fw).astype(np.int64).tolist()  # characters that fit
+    titles = _titles(lay, unit, total)
+    raw_names = lay.names
+    for i, x, w, y, c, col, d, fit, title in zip(
+        lay.name.tolist(), xs, ws, ys, counts, colors, depths, fits, titles
     ):
-        text = label(lay.names[i], w, font_size)
+        text = ""
+        if fit >= 3:  # narrower frames get their label from the script once zoomed
+            raw = raw_names[i]
+            text = (
+                f'<text x="{x + 3:.2f}" y="{y + ty:.1f}">'
+                f"{escape(raw if len(raw) <= fit else raw[: fit - 2] + '..')}</text>"
+            )
         append(
-            f'<g class="fg-frame" data-name="{names[i]}" data-depth="{d}"'
-            f' data-count="{c:g}"><title>{info(k, i, c)}</title>'
+            f'<g class="fg-frame" data-name="{names[i]}" data-depth="{d}" data-count="{c:g}">'
+            f"<title>{title}</title>"
             f'<rect x="{x:.2f}" y="{y:.1f}" width="{w:.2f}" height="{h}" fill="{col}" rx="2"/>'
-            f'<text x="{x + 3:.2f}" y="{y + ty:.1f}">{escape(text) if text else ""}</text></g>\n'
+            f"{text}</g>\n"
         )
     if interactive and script:
         out.append(_script(sid))
@@ -184,23 +192,28 @@ def render_svg(
     return "".join(out)
 
 
-def _info_fn(lay: FlameLayout, unit: str, total: float):
-    """Tooltip text of frame k: name (count unit, share%[, delta])."""
+def _titles(lay: FlameLayout, unit: str, total: float) -> list[str]:
+    """Tooltip of every frame: name (count unit, share%[, +delta vs baseline])."""
     names = [escape(n) for n in lay.names]
     u = escape(unit)
-    delta = lay.delta() if lay.other is not None else None
+    shares = (100 * lay.width / total).tolist()
+    if np.issubdtype(lay.width.dtype, np.integer):
+        counts = [f"{c:,}" for c in lay.width.tolist()]
+    else:
+        counts = [format_count(c) for c in lay.width.tolist()]
+    tails = [")"] * len(lay)
+    if lay.other is not None:
+        tails = [
+            f", {'+' if d >= 0 else '-'}{format_count(abs(round(d, 2)))} vs baseline)"
+            for d in lay.delta().tolist()
+        ]
+    return [
+        f"{names[i]} ({c} {u}, {p:.2f}%{t}"
+        for i, c, p, t in zip(lay.name.tolist(), counts, shares, tails)
+    ]
 
-    def info(k: int, i: int, count: float) -> str:
-        text = f"{names[i]} ({format_count(count)} {u}, {100 * count / total:.2f}%"
-        if delta is not None:
-            d = delta[k]
-            text += f", {'+' if d >= 0 else '-'}{format_count(abs(round(d, 2)))} vs baseline"
-        return text + ")"
 
-    return info
-
-
-def _header(sid, width, height, total, unit, pad, fw, font_size, interactive) -> str:
+def _header(sid, width, height, total, unit, pad, fw, font_size, interactive, text_dy) -> str:
     style = (
         "text{font-family:Verdana,DejaVu Sans,sans-serif;font-size:%gpx;fill:#000}"
         " .fg-title{font-size:%gpx;text-anchor:middle}"
@@ -216,7 +229,7 @@ def _header(sid, width, height, total, unit, pad, fw, font_size, interactive) ->
         f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" id="{sid}" class="bpfnb-flame"'
         f' width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
         f' data-total="{total:g}" data-unit="{escape(unit)}" data-pad="{pad}"'
-        f' data-width="{width}" data-fontw="{fw:.3f}">\n'
+        f' data-width="{width}" data-fontw="{fw:.3f}" data-textdy="{text_dy:.2f}">\n'
         f"<style>#{sid} {style.replace('} ', '} #' + sid + ' ')}</style>\n"
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#f8f8f8"/>\n'
     )

@@ -123,3 +123,13 @@ def test_two_notebook_outputs_on_one_page_stay_independent(page, tmp_path):
         "() => [...document.querySelectorAll('g.fg-frame[data-name=io] rect')].map(r => +r.getAttribute('width'))"
     )
     assert widths[0] == pytest.approx(1180, abs=0.02) and widths[1] == pytest.approx(1180 * 0.2, abs=0.02)
+
+
+def test_narrow_frame_gets_its_label_when_zoomed(page, tmp_path):
+    df = pd.DataFrame({"stack": ["main;big", "main;tiny_function"], "value": [999, 1]})
+    path = bpfnb.flamegraph(df, min_width=0).save(tmp_path / "narrow.html")
+    page.goto(f"file://{path}")
+    assert page.locator('g.fg-frame[data-name="tiny_function"] text').count() == 0  # too narrow
+    page.click('g.fg-frame[data-name="tiny_function"] rect', force=True)
+    assert rect(page, "tiny_function")["label"] == "tiny_function"
+    assert rect(page, "tiny_function")["width"] == pytest.approx(1180, abs=0.02)
