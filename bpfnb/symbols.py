@@ -163,16 +163,21 @@ class ElfSymbols:
             vaddr[inside] = offsets[inside] - np.uint64(off) + np.uint64(va)
         return vaddr
 
-    def lookup(self, vaddrs: np.ndarray) -> list[str]:
+    def lookup(self, vaddrs: np.ndarray) -> np.ndarray:
+        """Names (object array) of the functions holding each virtual address."""
+        vaddrs = np.asarray(vaddrs, dtype=np.uint64)
+        out = np.full(len(vaddrs), UNKNOWN, dtype=object)
+        if not len(self.start) or not len(vaddrs):
+            return out
         idx = np.searchsorted(self.start, vaddrs, side="right").astype(np.int64) - 1
-        ok = idx >= 0
         safe = np.maximum(idx, 0)
-        if len(self.start):
-            end = self.start[safe] + np.maximum(self.size[safe], np.uint64(1))
-            ok &= vaddrs < end
-        else:
-            ok[:] = False
-        return [self.name(i) if good else UNKNOWN for i, good in zip(idx.tolist(), ok.tolist())]
+        # inside the symbol (a zero-size symbol covers up to the next one)
+        ok = (idx >= 0) & (vaddrs < self.start[safe] + np.maximum(self.size[safe], np.uint64(1)))
+        ok |= (idx >= 0) & (self.size[safe] == 0)
+        unique, inverse = np.unique(idx[ok], return_inverse=True)
+        names = np.array([self.name(i) for i in unique.tolist()] + [""], dtype=object)[:-1]
+        out[ok] = names[inverse]
+        return out
 
 
 _EMPTY = np.zeros(0, dtype=np.uint64)
@@ -342,7 +347,7 @@ class UserSymbols:
         if not self.remember(pid):
             return self._fallback(pid, addresses)
         m = self._maps[int(pid)]
-        out = [UNKNOWN] * len(addresses)
+        out = np.full(len(addresses), UNKNOWN, dtype=object)
         idx = np.searchsorted(m.start, addresses, side="right").astype(np.int64) - 1
         hit = (idx >= 0) & (addresses < m.end[np.maximum(idx, 0)]) if len(m.start) else idx < -1
         for map_i in np.unique(idx[hit]).tolist():
@@ -352,8 +357,8 @@ class UserSymbols:
             if syms is None:
                 continue
             file_off = addresses[rows] - m.start[map_i] + m.offset[map_i]
-            for r, name in zip(rows.tolist(), syms.lookup(syms.file_to_vaddr(file_off))):
-                out[r] = name
+            out[rows] = syms.lookup(syms.file_to_vaddr(file_off))
+        out = out.tolist()
         if m.perf_map is not None:
             _apply_perf_map(m.perf_map, addresses, out)
         if self.bcc_fallback and UNKNOWN in out:
@@ -459,16 +464,32 @@ def fold_stacks(
         kernel_parts = _fold_kernel(kernel, ksyms or kernel_symbols(), strip_bpf, kernel_suffix)
     if user is None:
         return kernel_parts
-    usyms = usyms or UserSymbols()
+    user_parts = _fold_user(user, pids, usyms or UserSymbols())
     out = []
-    for i, (addrs, kp) in enumerate(zip(user, kernel_parts)):
-        up = ""
-        if addrs is not None and len(addrs) and pids is not None:
-            up = ";".join(usyms.resolve(int(pids[i]), addrs)[::-1])
+    for up, kp in zip(user_parts, kernel_parts):
         if up and kp:
             out.append(f"{up};{delimiter};{kp}" if delimiter is not None else f"{up};{kp}")
         else:
             out.append(up or kp)
+    return out
+
+
+def _fold_user(user, pids, usyms: UserSymbols) -> list[str]:
+    """Per row, the user frames root first; one resolve() per process."""
+    out = [""] * len(user)
+    if pids is None:
+        return out
+    rows_by_pid: dict[int, list[int]] = {}
+    for i, addrs in enumerate(user):
+        if addrs is not None and len(addrs):
+            rows_by_pid.setdefault(int(pids[i]), []).append(i)
+    for pid, rows in rows_by_pid.items():
+        arrays = [np.asarray(user[i], dtype=np.uint64) for i in rows]
+        names = usyms.resolve(pid, np.concatenate(arrays))
+        pos = 0
+        for i, arr in zip(rows, arrays):
+            out[i] = ";".join(names[pos : pos + len(arr)][::-1])
+            pos += len(arr)
     return out
 
 

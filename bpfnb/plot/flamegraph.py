@@ -60,6 +60,7 @@ def flamegraph(
     reverse: bool = False,
     other=None,
     name: str | None = None,
+    keys: list[str] | None = None,
     width: int = 1200,
 ) -> "FlameGraph":
     """A FlameGraph of folded stacks.
@@ -71,19 +72,21 @@ def flamegraph(
     wakeup (aqua) or diff (needs other, the baseline: red where this profile
     has more, blue where less). min_width: frames narrower than this
     fraction of the total are not drawn. inverted: icicle (root on top);
-    reverse: merge from the leaves.
+    reverse: merge from the leaves. keys: the key columns to put at the root
+    (default all, in column order; [] for none), e.g. keys=["comm"] to merge
+    the threads of a program whatever their pid.
     """
     if kind not in KINDS:
         raise FlameGraphError(
             f"unknown flame graph kind {kind!r}; use one of {', '.join(KINDS)}"
         )
-    stacks, values = _stacks(frame_or_trace, name)
+    stacks, values = _stacks(frame_or_trace, name, keys)
     if kind == "diff":
         if other is None:
             raise FlameGraphError(
                 "kind='diff' compares two profiles: pass the baseline as other=..."
             )
-        base_stacks, base_values = _stacks(other, name)
+        base_stacks, base_values = _stacks(other, name, keys)
         lay = diff_layout(
             stacks, values, base_stacks, base_values, min_width=min_width, reverse=reverse
         )
@@ -102,7 +105,7 @@ def flamegraph(
     )
 
 
-def _stacks(source, name: str | None) -> tuple[list[str], np.ndarray]:
+def _stacks(source, name: str | None, keys: list[str] | None = None) -> tuple[list[str], np.ndarray]:
     """(stack strings with key columns as root frames, values) of any input."""
     frame = source
     if hasattr(source, "stacks") and not isinstance(source, pd.DataFrame):
@@ -117,8 +120,8 @@ def _stacks(source, name: str | None) -> tuple[list[str], np.ndarray]:
     values = frame[VALUE].to_numpy()
     if not np.issubdtype(values.dtype, np.number):
         raise FlameGraphError("the 'value' column must be numeric (samples, microseconds)")
-    if key_columns(frame):
-        return stacks_with_keys(frame), values
+    if key_columns(frame) and keys != []:
+        return stacks_with_keys(frame, keys), values
     return frame[STACK].tolist(), values
 
 

@@ -160,3 +160,14 @@ def test_min_width_prunes_and_reports_drawn_frames():
     fg = bpfnb.flamegraph(df, min_width=0.001)
     assert set(frames(fg.to_svg())) == {"all", "a", "b"}
     assert "3 frames drawn of 4" in repr(fg)
+
+
+def test_keys_choose_the_root_frames():
+    df = DF.assign(pid=[1, 2, 1, 3])[["comm", "pid", "stack", "value"]]
+    assert frames(bpfnb.flamegraph(df).to_svg())["app"]["depth"] == 1
+    by_pid = frames(bpfnb.flamegraph(df).to_svg())
+    assert by_pid["1"]["depth"] == 2  # comm, then pid
+    merged = frames(bpfnb.flamegraph(df, keys=["comm"]).to_svg())
+    assert "1" not in merged and merged["main"]["count"] == 90
+    bare = frames(bpfnb.flamegraph(df, keys=[]).to_svg())
+    assert "app" not in bare and bare["main"]["depth"] == 1
