@@ -36,11 +36,15 @@ UNKNOWN = "[unknown]"
 KALLSYMS = "/proc/kallsyms"
 
 # Frames the tracing machinery itself puts on the leaf side of a captured
-# kernel stack: the BPF program, trampolines, and the tracepoint/perf glue.
+# kernel stack: the BPF program, trampolines, and the tracepoint/perf glue
+# (a syscalls:sys_enter_* stack on Linux 6.18 starts perf_syscall_enter,
+# syscall_trace_enter, do_syscall_64: the first two exist only because of
+# the tracepoint).
 _BPF_FRAME = re.compile(
     r"bpf_prog_[0-9a-f]{16}(_.*)?$|bpf_trampoline_\d+|bpf_dispatcher_"
     r"|__bpf_prog_run|bpf_trace_run\d*$|__bpf_trace_|__traceiter_|perf_trace_"
     r"|trace_call_bpf$|perf_trace_run_bpf_submit$|perf_syscall_(enter|exit)$"
+    r"|syscall_trace_enter(\.\w+)*$|syscall_exit_work$|trace_sys_(enter|exit)$"
     r"|kprobe_(perf_func|dispatcher|ftrace_handler)$|kretprobe_(perf_func|dispatcher)$"
     r"|pre_handler_kretprobe$|aggr_pre_handler$|arch_ftrace_ops_list_func$"
     r"|ftrace_(regs_)?call$|ftrace_trampoline$|bpf_get_stack(id)?(_raw_tp|_tp|_pe)?$"

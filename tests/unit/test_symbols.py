@@ -68,8 +68,10 @@ def test_strip_only_the_leaf_side_tracing_frames():
     leaf_first = ["bpf_prog_0123456789abcdef_on_read", "bpf_trace_run2", "__bpf_trace_sched_switch",
                   "__traceiter_sched_switch", "__schedule", "schedule", "bpf_prog_realloc"]
     assert strip_bpf_frames(leaf_first) == ["__schedule", "schedule", "bpf_prog_realloc"]
-    assert strip_bpf_frames(["perf_syscall_enter", "syscall_trace_enter", "do_syscall_64"]) == [
-        "syscall_trace_enter", "do_syscall_64"]
+    # a syscalls:sys_enter_getppid stack as captured on Linux 6.18
+    assert strip_bpf_frames(["perf_syscall_enter", "syscall_trace_enter", "do_syscall_64",
+                             "entry_SYSCALL_64_after_hwframe"]) == [
+        "do_syscall_64", "entry_SYSCALL_64_after_hwframe"]
     assert strip_bpf_frames(["vfs_read", "perf_trace_sched_switch"]) == ["vfs_read", "perf_trace_sched_switch"]
 
 
