@@ -14,6 +14,7 @@
   var q = function (sel) { return svg.querySelector(sel); };
   var details = q(".fg-details"), matched = q(".fg-matched"), resetBtn = q(".fg-reset");
   var searchBtn = q(".fg-search"), clearBtn = q(".fg-clear");
+  var summary = details ? details.textContent : "";
   var frames = [];
   var groups = svg.querySelectorAll("g.fg-frame");
   for (var i = 0; i < groups.length; i++) {
@@ -138,7 +139,7 @@
     if (f && details) details.textContent = f.title ? f.title.textContent : f.name;
   });
   svg.addEventListener("mouseout", function (ev) {
-    if (frameOf(ev) && details) details.textContent = " ";
+    if (frameOf(ev) && details) details.textContent = summary;
   });
   if (resetBtn) resetBtn.addEventListener("click", reset);
   if (clearBtn) clearBtn.addEventListener("click", clear);

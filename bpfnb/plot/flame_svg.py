@@ -156,7 +156,8 @@ def render_svg(
     ty = frame_height * 0.5 + font_size * 0.35  # text baseline inside a frame
 
     out = [_header(sid, width, height, total, unit, pad, fw, font_size, interactive, ty)]
-    out.append(_chrome(title, subtitle, width, height, pad, font_size, interactive))
+    summary = f"{format_count(lay.total)} {unit} in all"
+    out.append(_chrome(title, subtitle, width, height, pad, font_size, interactive, summary))
     # the "all" frame: the whole profile
     all_y = float(y_of(np.array([0]))[0])
     out.append(
@@ -235,7 +236,7 @@ def _header(sid, width, height, total, unit, pad, fw, font_size, interactive, te
     )
 
 
-def _chrome(title, subtitle, width, height, pad, font_size, interactive) -> str:
+def _chrome(title, subtitle, width, height, pad, font_size, interactive, summary) -> str:
     parts = [f'<text class="fg-title" x="{width / 2}" y="{font_size * 2}">{escape(title)}</text>\n']
     if subtitle:
         parts.append(
@@ -250,10 +251,12 @@ def _chrome(title, subtitle, width, height, pad, font_size, interactive) -> str:
             f' text-anchor="end">Search</text>\n'
             f'<text class="fg-button fg-clear" x="{width - pad - 60}" y="{y}"'
             f' text-anchor="end" style="opacity:0">Clear</text>\n'
-            f'<text class="fg-details" x="{pad}" y="{height - font_size}"> </text>\n'
+            f'<text class="fg-details" x="{pad}" y="{height - font_size}">{escape(summary)}</text>\n'
             f'<text class="fg-matched" x="{width - pad}" y="{height - font_size}"'
             f' text-anchor="end"></text>\n'
         )
+    # the total and its unit; on hover the script shows the frame's details here
+    parts.append(f'<text class="fg-details" x="{pad}" y="{height - font_size}">{escape(summary)}</text>\n')
     return "".join(parts)
 
 

@@ -133,3 +133,13 @@ def test_narrow_frame_gets_its_label_when_zoomed(page, tmp_path):
     page.click('g.fg-frame[data-name="tiny_function"] rect', force=True)
     assert rect(page, "tiny_function")["label"] == "tiny_function"
     assert rect(page, "tiny_function")["width"] == pytest.approx(1180, abs=0.02)
+
+
+def test_details_line_shows_the_total_until_hover(page, tmp_path):
+    path = bpfnb.flamegraph(DF).save(tmp_path / "total.svg")
+    page.goto(f"file://{path}")
+    assert page.text_content(".fg-details") == "100 samples in all"
+    page.hover('g.fg-frame[data-name="io"] rect')
+    assert page.text_content(".fg-details") == "io (20 samples, 20.00%)"
+    page.mouse.move(1, 1)
+    assert page.text_content(".fg-details") == "100 samples in all"

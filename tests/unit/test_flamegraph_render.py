@@ -65,6 +65,7 @@ def test_svg_is_well_formed_with_counts_percentages_and_key_roots():
 def test_static_svg_has_no_script_or_controls():
     svg = bpfnb.flamegraph(DF).to_svg(interactive=False)
     assert "<script" not in svg and "Reset Zoom" not in svg
+    assert "100 samples in all" in svg  # the total and unit stay in the picture
     assert len(frames(svg)) == 9  # all + 8 merged frames
 
 
