@@ -172,3 +172,13 @@ def test_keys_choose_the_root_frames():
     assert "1" not in merged and merged["main"]["count"] == 90
     bare = frames(bpfnb.flamegraph(df, keys=[]).to_svg())
     assert "app" not in bare and bare["main"]["depth"] == 1
+
+
+def test_ipython_display_formatter_emits_html_and_static_svg():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    data, _meta = shell.display_formatter.format(bpfnb.flamegraph(DF))
+    assert {"text/html", "image/svg+xml", "text/plain"} <= set(data)
+    assert "<script" in data["text/html"] and "<script" not in data["image/svg+xml"]
+    assert data["text/plain"].startswith("<FlameGraph oncpu")
