@@ -10,6 +10,10 @@ For the capture code (profile, offcputime, offwaketime, any BPF_STACK_TRACE):
     # StackTrace walk() yields them (None or empty: no stack of that kind)
     # -> stacks[i] == "user_root;...;user_leaf;kernel_root;...;kernel_leaf"
 
+    # or, from a map of stack ids straight to a Trace "stacks" frame:
+    df = stacks_frame(counts_df, lambda i: np.fromiter(b["stack_traces"].walk(i), np.uint64),
+                      keys=["comm", "pid"])   # -> [comm, pid, stack, value]
+
 KernelSymbols reads /proc/kallsyms once per process into sorted arrays and
 resolves whole arrays of addresses with one np.searchsorted. UserSymbols
 maps an address of a process to (file, file offset) through the process's
@@ -531,6 +535,79 @@ def _fold_kernel(kernel, ksyms: KernelSymbols, strip_bpf: bool, suffix: str) -> 
     return [";".join(names[b[i] : b[i + 1]]) for i in range(len(lengths))]
 
 
+MISSING_KERNEL = "[Missing Kernel Stack]"
+MISSING_USER = "[Missing User Stack]"
+_EFAULT = -14  # bpf_get_stackid: no stack of that kind here (a kernel thread's user stack)
+
+
+def stacks_frame(
+    rows,
+    read_stack,
+    *,
+    kernel: str | None = "kernel_stack_id",
+    user: str | None = "user_stack_id",
+    pid: str | None = "pid",
+    value: str = "value",
+    keys: Sequence[str] | None = None,
+    ksyms: KernelSymbols | None = None,
+    usyms: UserSymbols | None = None,
+    strip_bpf: bool = True,
+):
+    """A Trace "stacks" frame [keys..., stack, value] from rows of stack ids.
+
+    rows: a DataFrame with one row per (keys, stack ids), e.g. a BPF_HASH
+    keyed by {pid, comm, kernel_stack_id, user_stack_id} read as a frame.
+    read_stack(stack_id) -> addresses leaf first (e.g. lambda i:
+    np.fromiter(bpf["stack_traces"].walk(i), np.uint64)); each id is read
+    once. Negative ids: -EFAULT (-14, no such stack, as for a kernel
+    thread's user stack) is left out; other errors (-EEXIST: hash bucket
+    collision, -ENOMEM: table full) show as "[Missing Kernel Stack]" /
+    "[Missing User Stack]", as bcc's tools print them. Rows that fold to
+    the same keys and stack are summed. keys default to every column that
+    is not a stack id or the value (pid included: pass keys=["comm"] to
+    merge processes). kernel/user None: that kind is not captured.
+    """
+    import pandas as pd
+
+    ids = [c for c in (kernel, user) if c is not None]
+    keys = [c for c in rows.columns if c not in (*ids, value)] if keys is None else list(keys)
+    cache: dict[int, np.ndarray] = {}
+
+    def stack_of(stack_id: int):
+        if stack_id < 0:
+            return None
+        if stack_id not in cache:
+            cache[stack_id] = np.asarray(read_stack(stack_id), dtype=np.uint64)
+        return cache[stack_id]
+
+    kid = rows[kernel].to_numpy(dtype=np.int64) if kernel is not None else None
+    uid = rows[user].to_numpy(dtype=np.int64) if user is not None else None
+    k_stacks = [stack_of(i) for i in kid.tolist()] if kid is not None else None
+    u_stacks = [stack_of(i) for i in uid.tolist()] if uid is not None else None
+    pids = rows[pid].to_numpy() if (pid is not None and pid in rows) else None
+    if u_stacks is not None and usyms is None:
+        usyms = UserSymbols()
+    if u_stacks is not None and pids is not None:
+        for p in np.unique(pids).tolist():
+            usyms.remember(p)
+    folded = fold_stacks(k_stacks, u_stacks, pids, ksyms=ksyms, usyms=usyms, strip_bpf=strip_bpf)
+    for i in range(len(folded)):
+        missing = []
+        if uid is not None and uid[i] < 0 and uid[i] != _EFAULT:
+            missing.append(MISSING_USER)
+        if kid is not None and kid[i] < 0 and kid[i] != _EFAULT:
+            missing.append(MISSING_KERNEL)
+        if missing:
+            folded[i] = ";".join([p for p in (folded[i],) if p] + missing)
+    out = rows[keys].copy() if keys else pd.DataFrame(index=rows.index)
+    out["stack"] = pd.Series(folded, index=rows.index, dtype=object)
+    out["value"] = rows[value].to_numpy()
+    out = out[out["stack"] != ""]
+    if keys:
+        return out.groupby([*keys, "stack"], sort=False, as_index=False)["value"].sum()
+    return out.groupby("stack", sort=False, as_index=False)["value"].sum()
+
+
 def offwake_stack(target: str, waker: str, waker_comm: str, separator: str = "--") -> str:
     """bcc offwaketime -f layout from two folded (root-first) stacks:
     target root..leaf, "--", waker leaf..root, waker name."""
@@ -553,6 +630,7 @@ __all__ = [
     "strip_bpf_frames",
     "is_bpf_frame",
     "fold_stacks",
+    "stacks_frame",
     "offwake_stack",
 ]
 

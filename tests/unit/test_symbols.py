@@ -174,3 +174,41 @@ def test_unknown_pid_resolves_to_unknown():
     usyms = UserSymbols()
     assert usyms.remember(2**22 + 12345) is False
     assert usyms.resolve(2**22 + 12345, [0x401000]) == [UNKNOWN]
+
+
+def test_stacks_frame_from_stack_ids(ksyms):
+    import pandas as pd
+
+    from bpfnb.symbols import MISSING_USER, stacks_frame
+
+    a = lambda n: addr(n, ksyms)  # noqa: E731
+    table = {
+        1: [a("perf_syscall_enter"), a("__x64_sys_read"), a("do_syscall_64")],
+        2: [a("do_syscall_64")],
+        7: [30, 20],
+    }
+    reads = []
+
+    def read_stack(i):
+        reads.append(i)
+        return table[i]
+
+    rows = pd.DataFrame(
+        {
+            "comm": ["app", "app", "kthread", "app", "app"],
+            "pid": [5, 5, 9, 5, 5],
+            "kernel_stack_id": [1, 1, 2, -17, 2],
+            "user_stack_id": [7, 7, -14, 7, -17],
+            "value": [3, 4, 10, 1, 2],
+        }
+    )
+    got = stacks_frame(rows, read_stack, ksyms=ksyms, usyms=FakeUser())
+    assert got.to_dict("records") == [
+        {"comm": "app", "pid": 5, "stack": "u5_20;u5_30;do_syscall_64;__x64_sys_read", "value": 7},
+        {"comm": "kthread", "pid": 9, "stack": "do_syscall_64", "value": 10},
+        {"comm": "app", "pid": 5, "stack": "u5_20;u5_30;[Missing Kernel Stack]", "value": 1},
+        {"comm": "app", "pid": 5, "stack": f"do_syscall_64;{MISSING_USER}", "value": 2},
+    ]
+    assert sorted(reads) == [1, 2, 7]  # each stack read once
+    by_comm = stacks_frame(rows, read_stack, ksyms=ksyms, usyms=FakeUser(), keys=["comm"], user=None)
+    assert by_comm.to_dict("records")[0] == {"comm": "app", "stack": "do_syscall_64;__x64_sys_read", "value": 7}
