@@ -156,6 +156,23 @@ class EventSink:
         self._fill += 1
         self.count += 1
 
+    def add_batch(self, records: np.ndarray) -> None:
+        """Keep a block of already-decoded records (the ring-buffer fast path)."""
+        n = len(records)
+        if self.limit is not None and self.count + n > self.limit:
+            room = max(self.limit - self.count, 0)
+            self.over_limit += n - room
+            records = records[:room]
+            n = room
+        if not n:
+            return
+        if self._fill:
+            self._flush()
+        self.chunks.append(records)
+        self.count += n
+        for listener in self.listeners:
+            listener(self.name, records)
+
     def perf_callback(self, cpu, data, size):
         self.add(data, size)
 
