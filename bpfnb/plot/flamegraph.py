@@ -120,6 +120,12 @@ def _stacks(source, name: str | None, keys: list[str] | None = None) -> tuple[li
     values = frame[VALUE].to_numpy()
     if not np.issubdtype(values.dtype, np.number):
         raise FlameGraphError("the 'value' column must be numeric (samples, microseconds)")
+    missing = int(frame[STACK].isna().sum())
+    if missing:
+        raise FlameGraphError(
+            f"{missing} rows have no stack (NaN/None in 'stack'); drop them first, "
+            "e.g. df.dropna(subset=['stack'])"
+        )
     if key_columns(frame) and keys != []:
         return stacks_with_keys(frame, keys), values
     return frame[STACK].tolist(), values

@@ -22,7 +22,7 @@ frames that survive pruning get their names decoded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -54,7 +54,6 @@ class FlameLayout:
     min_width: float  # the pruning threshold used, as a fraction of total
     other: np.ndarray | None = None  # baseline counts per frame (differential)
     other_total: float | None = None
-    meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -117,6 +116,7 @@ def layout(
     diff_layout).
     """
     values = np.asarray(values)
+    stacks = stacks if isinstance(stacks, list) else list(stacks)
     if len(stacks) != len(values):
         raise ValueError(f"{len(stacks)} stacks but {len(values)} values")
     if reverse:

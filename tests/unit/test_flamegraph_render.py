@@ -182,3 +182,11 @@ def test_ipython_display_formatter_emits_html_and_static_svg():
     assert {"text/html", "image/svg+xml", "text/plain"} <= set(data)
     assert "<script" in data["text/html"] and "<script" not in data["image/svg+xml"]
     assert data["text/plain"].startswith("<FlameGraph oncpu")
+
+
+def test_rows_without_a_stack_are_reported():
+    df = pd.DataFrame({"stack": ["a;b", None], "value": [1, 2]})
+    with pytest.raises(BpfnbError, match="1 rows have no stack"):
+        bpfnb.flamegraph(df)
+    series_input = bpfnb.plot.flamelayout.layout(pd.Series(["x;y", "x"], index=[5, 9]), [1, 2], min_width=0)
+    assert series_input.frame_names() == ["x", "y"]
