@@ -42,6 +42,7 @@ from .trace import Trace
 __all__ = ["run_bpftrace", "bpftrace_path", "bpftrace_version", "BPFTRACE"]
 
 BPFTRACE = "/usr/bin/bpftrace"
+RESEND = 1.0  # seconds between SIGINTs to a bpftrace that has not exited yet
 TRACEFS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
 # printed by bpftrace 0.17 on kernels that account BPF memory to cgroups,
 # where the limit no longer matters; it is not an error
@@ -256,8 +257,20 @@ class _Run:
         self.proc.wait()
 
     def finish(self, timeout: float) -> bool:
-        """Wait for exit and for the readers; False if bpftrace had to be killed."""
-        clean = self.wait(timeout)
+        """Wait for exit and for the readers; False if bpftrace had to be killed.
+
+        bpftrace 0.17 now and then misses a SIGINT (it arrives while its
+        event loop is between checking for it and sleeping) and would run
+        on: once stopped, it gets SIGINT again every RESEND seconds.
+        """
+        deadline = time.monotonic() + timeout
+        clean = False
+        while (left := deadline - time.monotonic()) > 0:
+            if self.wait(min(RESEND, left)):
+                clean = True
+                break
+            if self.stopped_by_us:
+                self.proc.send_signal(signal.SIGINT)
         if not clean:
             self.kill()
         for reader in self._readers:
