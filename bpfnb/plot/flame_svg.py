@@ -123,8 +123,13 @@ def render_svg(
     frame_height: int = FRAME_HEIGHT,
     font_size: float = FONT_SIZE,
     element_id: str | None = None,
+    lean: bool = False,
 ) -> str:
     """The whole SVG document text for a layout, with an "all" root frame.
+
+    lean (with interactive=False): the picture only, without tooltips or
+    data attributes, about a third of the size: the static image of a
+    notebook output, which viewers show as an <img> anyway.
 
     interactive adds the controls (Reset Zoom, Search, details line) and,
     when script is true, the script itself; script=False is for pages that
@@ -160,16 +165,22 @@ def render_svg(
     out.append(_chrome(title, subtitle, width, height, pad, font_size, interactive, summary))
     # the "all" frame: the whole profile
     all_y = float(y_of(np.array([0]))[0])
-    out.append(
-        f'<g class="fg-frame" data-name="all" data-depth="0" data-count="{lay.total:g}">'
-        f"<title>all ({escape(format_count(lay.total))} {escape(unit)}, 100%)</title>"
+    all_rect = (
         f'<rect x="{pad}" y="{all_y:.1f}" width="{full:.2f}" height="{h}" fill="{_ROOT_COLOR}" rx="2"/>'
-        f'<text x="{pad + 3}" y="{all_y + ty:.1f}">{escape(label("all", full, font_size))}</text></g>\n'
+        f'<text x="{pad + 3}" y="{all_y + ty:.1f}">{escape(label("all", full, font_size))}</text>'
     )
+    if lean:
+        out.append(all_rect + "\n")
+    else:
+        out.append(
+            f'<g class="fg-frame" data-name="all" data-depth="0" data-count="{lay.total:g}">'
+            f"<title>all ({escape(format_count(lay.total))} {escape(unit)}, 100%)</title>"
+            f"{all_rect}</g>\n"
+        )
     append = out.append
     depths = (lay.depth + 1).tolist()
     fits = ((lay.width * scale - 6) // fw).astype(np.int64).tolist()  # characters that fit
-    titles = _titles(lay, unit, total)
+    titles = _titles(lay, unit, total) if not lean else [""] * len(lay)
     raw_names = lay.names
     for i, x, w, y, c, col, d, fit, title in zip(
         lay.name.tolist(), xs, ws, ys, counts, colors, depths, fits, titles
@@ -181,6 +192,9 @@ def render_svg(
                 f'<text x="{x + 3:.2f}" y="{y + ty:.1f}">'
                 f"{escape(raw if len(raw) <= fit else raw[: fit - 2] + '..')}</text>"
             )
+        if lean:
+            append(f'<rect x="{x:.1f}" y="{y:.0f}" width="{w:.1f}" height="{h}" fill="{col}"/>{text}\n')
+            continue
         append(
             f'<g class="fg-frame" data-name="{names[i]}" data-depth="{d}" data-count="{c:g}">'
             f"<title>{title}</title>"

@@ -160,7 +160,8 @@ class FlameGraph:
         """The SVG document: with its script (zoom, search) or static."""
         return self._svg(interactive, True)
 
-    def _svg(self, interactive: bool, script: bool, element_id: str | None = None) -> str:
+    def _svg(self, interactive: bool, script: bool, element_id: str | None = None,
+             lean: bool = False) -> str:
         return render_svg(
             self.layout,
             title=self.title,
@@ -172,6 +173,7 @@ class FlameGraph:
             script=script,
             width=self.width,
             element_id=element_id,
+            lean=lean,
         )
 
     def to_html(self) -> str:
@@ -222,7 +224,7 @@ class FlameGraph:
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         return {
             "text/html": self._html_fragment(),
-            "image/svg+xml": self.to_svg(interactive=False),
+            "image/svg+xml": self._svg(False, False, lean=True),
             "text/plain": self.summary(),
         }
 

@@ -135,7 +135,15 @@ def test_notebook_bundle_has_interactive_html_static_svg_and_text():
     assert set(bundle) == {"text/html", "image/svg+xml", "text/plain"}
     assert "<script" in bundle["text/html"] and "<svg" in bundle["text/html"]
     assert "<script" not in bundle["image/svg+xml"]
-    assert frames(bundle["image/svg+xml"])["spin"]["count"] == 80
+    static = ET.fromstring(bundle["image/svg+xml"].split("?>", 1)[-1])
+    rects = {
+        r.get("fill"): float(r.get("width")) for r in static.iter(SVG_NS + "rect")
+    }  # lean picture: plain rects, no tooltips
+    assert "<title>" not in bundle["image/svg+xml"]
+    spin_fill = frames(bpfnb.flamegraph(DF).to_svg())["spin"]["fill"]
+    assert rects[spin_fill] == pytest.approx(1180 * 0.8, abs=0.1)
+    labels = [t.text for t in static.iter(SVG_NS + "text")]
+    assert "spin" in labels and "100 samples in all" in labels
     text = bundle["text/plain"]
     assert text.startswith("<FlameGraph oncpu: 100 samples, 9 frames drawn of 9>")
     assert re.search(r"80\.00%\s+80 samples\s+spin", text)
