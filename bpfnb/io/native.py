@@ -51,7 +51,7 @@ import platform
 import re
 import shutil
 import socket
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +80,9 @@ def save_trace(trace: Trace, path) -> str:
     target = _with_suffix(Path(path))
     _check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    # mkdir (not mkdtemp, which makes it private) so the umask decides who may read it
+    staging = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    staging.mkdir()
     try:
         outputs = [
             _write_output(staging, i, kind, name, frame)

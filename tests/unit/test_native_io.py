@@ -151,6 +151,17 @@ def test_suffix_added_and_folder_layout(tmp_path):
     assert_same_trace(sample_trace(), load(tmp_path / "run"))
 
 
+def test_folder_readable_as_the_umask_allows(tmp_path):
+    old = os.umask(0o022)
+    try:
+        folder = Path(save_trace(sample_trace(), tmp_path / "shared"))
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o044 == 0o044 for f in folder.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.bpfnb"]  # no staging left
+
+
 def test_empty_trace_and_empty_frames(tmp_path):
     empty = Trace()
     assert list(load(empty.save(tmp_path / "e")).items()) == []
