@@ -50,9 +50,11 @@ def address_columns(frame: pd.DataFrame, pairs: dict[str, str], family: str = "f
     for raw, text in pairs.items():
         if raw not in frame.columns:
             continue
-        values = [ip_text(f, a) for f, a in zip(fam, frame[raw])]
-        frame.insert(frame.columns.get_loc(raw), text, pd.Series(values, index=frame.index, dtype=object))
-        if text != raw:
+        values = pd.Series([ip_text(f, a) for f, a in zip(fam, frame[raw])], index=frame.index, dtype=object)
+        if text == raw:
+            frame[raw] = values
+        else:
+            frame.insert(frame.columns.get_loc(raw), text, values)
             frame = frame.drop(columns=[raw])
     return frame
 
