@@ -117,7 +117,8 @@ def run_bpftrace(
     failed = run.returncode != 0 and not run.stopped_by_us
     if failed or (any(is_error for is_error, _ in blocks) and not run.attached):
         raise _error([text for _, text in blocks], run.returncode)
-    trace = read_bpftrace("".join(run.stdout_lines), program=program)
+    # not strict: a command run with -c writes its own output here too
+    trace = read_bpftrace("".join(run.stdout_lines), program=program, strict=False)
     if added_probe and trace.meta.get("attached_probes"):
         trace.meta["attached_probes"] -= 1
     trace.meta.update(

@@ -15,7 +15,8 @@ bpftrace writes one JSON object per line, ``{"type": ..., "data": ...}``
   avg() (a bare number) -> ``[keys...], average``.
 - "printf", "time", "cat", "join", "syscall" (system()) and any other text
   -> the events frame "printf": ``type, message`` in output order (message
-  without its one trailing newline).
+  without its one trailing newline); with strict=False, non-JSON lines too
+  (type "stdout").
 - "lost_events" -> trace.lost["printf"] (the perf buffer those lines use).
 - "attached_probes" -> trace.meta["attached_probes"].
 
@@ -75,15 +76,17 @@ TEXT_TYPES = ("printf", "time", "cat", "join", "syscall")
 
 
 # -- entry point ----------------------------------------------------------
-def read_bpftrace(path_or_text, *, program: str | None = None) -> Trace:
+def read_bpftrace(path_or_text, *, program: str | None = None, strict: bool = True) -> Trace:
     """Read bpftrace ``-f json`` output (a path, or the text) into a Trace.
 
     program: the bpftrace program that produced it, if known; it names key
     columns and tells hist from lhist. Raises TraceFileError when the input
-    is not bpftrace JSON output.
+    is not bpftrace JSON output; with strict=False, lines that are not
+    JSON records (the output of a command run with bpftrace -c) are kept as
+    rows of type "stdout" in the "printf" events instead.
     """
     text, origin = _read_source(path_or_text)
-    records = _records(text, origin)
+    records = _records(text, origin, strict)
     keys = map_keys(program) if program else {}
     functions = _map_functions(program) if program else {}
     builder = _Builder(keys, functions)
@@ -120,7 +123,7 @@ def _read_source(source) -> tuple[str, str]:
     raise TypeError(f"read_bpftrace takes a path or the JSON text, not {type(source).__name__}")
 
 
-def _records(text: str, origin: str) -> list[tuple[int, dict]]:
+def _records(text: str, origin: str, strict: bool = True) -> list[tuple[int, dict]]:
     records = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -128,11 +131,17 @@ def _records(text: str, origin: str) -> list[tuple[int, dict]]:
         try:
             record = json.loads(line)
         except ValueError:
+            if not strict:
+                records.append((lineno, {"type": "stdout", "data": line}))
+                continue
             raise TraceFileError(
                 f"{origin} line {lineno} is not JSON ({line[:60]!r}); read_bpftrace reads "
                 f"the output of bpftrace -f json (one JSON object per line), not its text output"
             ) from None
         if not isinstance(record, dict) or "type" not in record:
+            if not strict:
+                records.append((lineno, {"type": "stdout", "data": line}))
+                continue
             raise TraceFileError(
                 f"{origin} line {lineno} is JSON but not a bpftrace record (no \"type\"); "
                 f"pass the output of bpftrace -f json"

@@ -210,3 +210,14 @@ def test_attach_timeout_kills_bpftrace_and_says_so():
     with pytest.raises(BpfnbError, match=r"did not attach its probes within 0\.001 s.*timeout="):
         run_bpftrace("tracepoint:syscalls:sys_enter_read { @ = count(); }", duration=1, timeout=0.001)
     assert _bpftrace_children() == []
+
+
+@needs_bpftrace
+def test_command_run_with_c_keeps_its_output():
+    t = run_bpftrace(
+        "tracepoint:syscalls:sys_enter_execve { @execs = count(); }",
+        extra_args=["-c", "/bin/echo hello from -c"],
+    )
+    ev = t.events()
+    assert ev[ev["type"] == "stdout"]["message"].tolist() == ["hello from -c"]
+    assert t.meta["stopped_by"] == "exit"

@@ -276,3 +276,9 @@ def test_unknown_record_types_are_kept():
     ev = read_bpftrace(text).events()
     assert ev["type"].tolist() == ["helper_error"]
     assert json.loads(ev["message"][0]) == {"helper": "map_update_elem", "retcode": -7}
+
+
+def test_not_strict_keeps_foreign_lines():
+    text = 'hello\n{"type": "printf", "data": "x\\n"}\n[1]\n'
+    ev = read_bpftrace(text, strict=False).events()
+    assert ev.values.tolist() == [["stdout", "hello"], ["printf", "x"], ["stdout", "[1]"]]
