@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -80,15 +81,24 @@ class KernelSymbols:
     def __init__(self, path: str = KALLSYMS):
         self.path = path
         self.addresses, self.names = _read_kallsyms(path)
+        self.loaded_at = time.monotonic()
         self._bpf = None
 
     def __len__(self) -> int:
         return len(self.names)
 
     def index(self, addresses) -> np.ndarray:
-        """Symbol index of each address (-1 where none covers it)."""
+        """Symbol index of each address (-1 where none covers it).
+
+        kallsyms has no sizes: an address further than _MAX_SYMBOL_SPAN past
+        the nearest symbol below is taken as not covered (it is in a gap, or
+        in code loaded after kallsyms was read, such as a new BPF program).
+        """
         addresses = np.asarray(addresses, dtype=np.uint64)
-        return np.searchsorted(self.addresses, addresses, side="right").astype(np.int64) - 1
+        idx = np.searchsorted(self.addresses, addresses, side="right").astype(np.int64) - 1
+        far = (idx >= 0) & (addresses - self.addresses[np.maximum(idx, 0)] > _MAX_SYMBOL_SPAN)
+        idx[far] = -1
+        return idx
 
     def resolve(self, addresses) -> np.ndarray:
         """Names (object array) of the symbols holding each address."""
@@ -107,11 +117,18 @@ class KernelSymbols:
 
 
 _kernel_cache: dict[str, KernelSymbols] = {}
+_MAX_SYMBOL_SPAN = np.uint64(1 << 20)  # no kernel function is near 1 MiB long
+_KERNEL_HALF = np.uint64(0xFFFF800000000000)  # x86-64/arm64 kernel addresses
+_REFRESH_AFTER = 1.0  # seconds: re-read kallsyms for unknown kernel addresses
 
 
 def kernel_symbols(refresh: bool = False) -> KernelSymbols:
     """The process-wide KernelSymbols (kallsyms read once; refresh re-reads it,
-    e.g. after loading a module or BPF program whose frames you need)."""
+    e.g. after loading a module or BPF program whose frames you need).
+
+    fold_stacks re-reads it by itself, at most once a second, when kernel
+    addresses do not resolve (a BPF program loaded after the first read).
+    """
     if refresh or KALLSYMS not in _kernel_cache:
         _kernel_cache[KALLSYMS] = KernelSymbols(KALLSYMS)
     return _kernel_cache[KALLSYMS]
@@ -469,7 +486,7 @@ def fold_stacks(
     n = len(kernel) if kernel is not None else len(user or [])
     kernel_parts = [""] * n
     if kernel is not None:
-        kernel_parts = _fold_kernel(kernel, ksyms or kernel_symbols(), strip_bpf, kernel_suffix)
+        kernel_parts = _fold_kernel(kernel, ksyms, strip_bpf, kernel_suffix)
     if user is None:
         return kernel_parts
     user_parts = _fold_user(user, pids, usyms or UserSymbols())
@@ -501,7 +518,7 @@ def _fold_user(user, pids, usyms: UserSymbols) -> list[str]:
     return out
 
 
-def _fold_kernel(kernel, ksyms: KernelSymbols, strip_bpf: bool, suffix: str) -> list[str]:
+def _fold_kernel(kernel, ksyms: KernelSymbols | None, strip_bpf: bool, suffix: str) -> list[str]:
     """Per row, the kernel frames root first and ';'-joined; one lookup for all rows."""
     lengths = np.array([0 if k is None else len(k) for k in kernel], dtype=np.int64)
     if not lengths.sum():
@@ -510,7 +527,13 @@ def _fold_kernel(kernel, ksyms: KernelSymbols, strip_bpf: bool, suffix: str) -> 
     row_start = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=row_start[1:])
     pos = np.arange(len(flat)) - np.repeat(row_start[:-1], lengths)
+    shared = ksyms is None
+    ksyms = ksyms or kernel_symbols()
     idx = ksyms.index(flat)
+    if shared and time.monotonic() - ksyms.loaded_at > _REFRESH_AFTER:
+        if ((idx < 0) & (flat >= _KERNEL_HALF)).any():  # code loaded since: re-read
+            ksyms = kernel_symbols(refresh=True)
+            idx = ksyms.index(flat)
     keep = np.ones(len(flat), dtype=bool)
     if strip_bpf:
         # length of the leading (leaf-side) run of tracing frames in each row

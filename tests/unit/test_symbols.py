@@ -212,3 +212,22 @@ def test_stacks_frame_from_stack_ids(ksyms):
     assert sorted(reads) == [1, 2, 7]  # each stack read once
     by_comm = stacks_frame(rows, read_stack, ksyms=ksyms, usyms=FakeUser(), keys=["comm"], user=None)
     assert by_comm.to_dict("records")[0] == {"comm": "app", "stack": "do_syscall_64;__x64_sys_read", "value": 7}
+
+
+def test_far_addresses_are_unknown_and_new_code_triggers_a_reread(tmp_path, monkeypatch):
+    from bpfnb import symbols
+
+    path = tmp_path / "kallsyms"
+    path.write_text(KALLSYMS)
+    monkeypatch.setattr(symbols, "KALLSYMS", str(path))
+    monkeypatch.setattr(symbols, "_kernel_cache", {})
+    ks = symbols.kernel_symbols()
+    prog = 0xFFFFFFFFC0401010  # 4 MiB past nvme_irq: not covered by any symbol yet
+    assert ks.resolve([prog]).tolist() == [UNKNOWN]
+    stack = [np.array([prog, addr("do_syscall_64", ks)], dtype=np.uint64)]
+    assert fold_stacks(stack) == [f"do_syscall_64;{UNKNOWN}"]  # loaded just now: no re-read
+    # a BPF program is loaded: kallsyms gains its symbol; a second later fold re-reads
+    path.write_text(KALLSYMS + "ffffffffc0401000 t bpf_prog_00112233445566aa_handler\t[bpf]\n")
+    ks.loaded_at -= 2
+    assert fold_stacks(stack) == ["do_syscall_64"]  # resolved, then stripped as BPF glue
+    assert symbols.kernel_symbols() is not ks
