@@ -6,6 +6,10 @@
 (function () {
   "use strict";
   var svg = document.getElementById("FLAME_ID");
+  if (!svg && document.currentScript && document.currentScript.parentNode) {
+    // a notebook may run the script before its output is attached to the page
+    svg = document.currentScript.parentNode.querySelector("svg.bpfnb-flame");
+  }
   if (!svg || svg.flame) return;
   var num = function (k, d) { var v = parseFloat(svg.getAttribute("data-" + k)); return isNaN(v) ? d : v; };
   var pad = num("pad", 10), fontW = num("fontw", 7.08), total = num("total", 1);

@@ -195,11 +195,7 @@ class FlameGraph:
             f'<input type="search" class="fg-input" data-target="{sid}" placeholder="search (regex)"'
             ' style="width:16em"> '
             f"<button class=\"fg-reset-button\" data-target=\"{sid}\">Reset zoom</button></div>\n"
-            f"{svg}<script>\n{code}\n(function(){{var s=document.getElementById('{sid}');"
-            "var box=s.parentNode.querySelector('.fg-input');"
-            "var btn=s.parentNode.querySelector('.fg-reset-button');"
-            "box.addEventListener('input',function(){s.flame.search(box.value);});"
-            "btn.addEventListener('click',function(){s.flame.reset();});})();\n"
+            f"{svg}<script>\n{code}\n{_WIRE_CONTROLS.replace('FLAME_ID', sid)}\n"
             "</script>\n</div>\n"
         )
 
@@ -294,6 +290,18 @@ def _inclusive(lay: FlameLayout) -> np.ndarray:
         anc[live] = lay.parent[anc[live]]
     np.add.at(counts, lay.name[~nested], lay.width[~nested])
     return counts
+
+
+# connects the HTML search box and reset button above the SVG to its script
+_WIRE_CONTROLS = """(function () {
+  var here = document.currentScript ? document.currentScript.parentNode : null;
+  var svg = document.getElementById("FLAME_ID") || (here && here.querySelector("svg.bpfnb-flame"));
+  if (!svg || !svg.flame) return;
+  var root = svg.parentNode, box = root.querySelector(".fg-input");
+  var reset = root.querySelector(".fg-reset-button");
+  box.addEventListener("input", function () { svg.flame.search(box.value); });
+  reset.addEventListener("click", function () { svg.flame.reset(); });
+})();"""
 
 
 def _script_text() -> str:

@@ -143,3 +143,30 @@ def test_details_line_shows_the_total_until_hover(page, tmp_path):
     assert page.text_content(".fg-details") == "io (20 samples, 20.00%)"
     page.mouse.move(1, 1)
     assert page.text_content(".fg-details") == "100 samples in all"
+
+
+@pytest.mark.parametrize("attach_first", [True, False])
+def test_notebook_style_insertion_runs_the_scripts(page, tmp_path, attach_first):
+    """Like JupyterLab: innerHTML into an output node, scripts re-created, node attached."""
+    fragment = bpfnb.flamegraph(DF)._repr_mimebundle_()["text/html"]
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><body></body></html>")
+    page.goto(f"file://{blank}")
+    page.evaluate(
+        """([html, attachFirst]) => {
+            const host = document.createElement('div');
+            if (attachFirst) document.body.appendChild(host);
+            host.innerHTML = html;   // scripts inserted this way never run by themselves
+            for (const old of [...host.querySelectorAll('script')]) {
+                const s = document.createElement('script');
+                s.textContent = old.textContent;
+                old.replaceWith(s);
+            }
+            if (!attachFirst) document.body.appendChild(host);
+        }""",
+        [fragment, attach_first],
+    )
+    page.fill("input.fg-input", "^io$")
+    assert page.text_content(".fg-matched") == "Matched: 20.0%"
+    page.click('g.fg-frame[data-name="io"] rect')
+    assert rect(page, "io")["width"] == pytest.approx(1180, abs=0.02)
