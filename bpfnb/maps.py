@@ -121,10 +121,17 @@ def _read_iter(table, kdt, vdt, ncpu):
         raw_keys[i] = np.frombuffer(bytes(k), dtype=np.uint8, count=kdt.itemsize)
         if ncpu:
             for cpu in range(ncpu):
-                values[i, cpu] = np.frombuffer(bytes(v[cpu]), dtype=vdt, count=1)[0]
+                values[i, cpu] = _as_value(v[cpu], vdt)
         else:
-            values[i] = np.frombuffer(bytes(v), dtype=vdt, count=1)[0]
+            values[i] = _as_value(v, vdt)
     return keys, values
+
+
+def _as_value(value, dtype: np.dtype):
+    """One bcc value (a ctypes object, or a plain int for per-CPU scalars) as a numpy scalar."""
+    if isinstance(value, int):
+        return np.array(value).astype(dtype)
+    return np.frombuffer(bytes(value), dtype=dtype, count=1)[0]
 
 
 def sum_per_cpu(values: np.ndarray) -> np.ndarray:

@@ -193,9 +193,13 @@ class EventSink:
     def records(self) -> np.ndarray:
         """Every record so far, in arrival order (a copy)."""
         parts = self.chunks + [self._chunk[: self._fill]]
-        if not parts:
-            return np.zeros(0, dtype=self.dtype)
-        return np.concatenate(parts)
+        # not np.concatenate: its dtype promotion packs structs, dropping C padding
+        out = np.empty(sum(len(p) for p in parts), dtype=self.dtype)
+        at = 0
+        for part in parts:
+            out[at: at + len(part)] = part
+            at += len(part)
+        return out
 
 
 def perf_pages_for(record_size: int, burst: int = 20000, minimum: int = 64, maximum: int = 4096) -> int:

@@ -39,6 +39,8 @@ def dtype_of(ctype) -> np.dtype:
             name, ftype = field[0], field[1]
             if len(field) > 2:  # bit fields: keep the raw storage unit
                 continue
+            if name.startswith("__pad"):  # bcc's explicit padding (its structs are _pack_ = 1)
+                continue
             names.append(name)
             formats.append(dtype_of(ftype))
             offsets.append(getattr(ctype, name).offset)
