@@ -168,7 +168,8 @@ class ElfSymbols:
     full: bool = False  # from .symtab (all functions), not only .dynsym (exported)
 
     def __post_init__(self):
-        self._names: dict[int, str] = {}
+        self._names: dict[int, str] = {}  # raw (mangled) names
+        self._shown: dict[int, str] = {}  # as lookup() returns them: demangled
 
     def name(self, i: int) -> str:
         name = self._names.get(i)
@@ -200,12 +201,38 @@ class ElfSymbols:
         ok = (idx >= 0) & (vaddrs < self.start[safe] + np.maximum(self.size[safe], np.uint64(1)))
         ok |= (idx >= 0) & (self.size[safe] == 0)
         unique, inverse = np.unique(idx[ok], return_inverse=True)
-        names = np.array([self.name(i) for i in unique.tolist()] + [""], dtype=object)[:-1]
+        fresh = [i for i in unique.tolist() if i not in self._shown]
+        for i, name in zip(fresh, demangle([self.name(i) for i in fresh])):
+            self._shown[i] = name
+        names = np.array([self._shown[i] for i in unique.tolist()] + [""], dtype=object)[:-1]
         out[ok] = names[inverse]
         return out
 
 
 _EMPTY = np.zeros(0, dtype=np.uint64)
+_demangled: dict[str, str] = {}
+
+
+def demangle(names: list[str]) -> list[str]:
+    """C++ names demangled as bcc shows them ("_ZN3foo3barEv" -> "foo::bar()"),
+    all in one c++filt call; names stay as they are without c++filt."""
+    todo = sorted({n for n in names if n.startswith("_Z") and n not in _demangled})
+    if todo:
+        import shutil
+        import subprocess
+
+        tool = shutil.which("c++filt")
+        out = None
+        if tool:
+            try:
+                out = subprocess.run([tool], input="\n".join(todo) + "\n", capture_output=True,
+                                     text=True, timeout=30, check=True).stdout.splitlines()
+            except (OSError, subprocess.SubprocessError):
+                out = None
+        if out is None or len(out) != len(todo):
+            out = todo
+        _demangled.update(zip(todo, out))
+    return [_demangled.get(n, n) for n in names]
 
 
 def read_elf_symbols(path: str) -> ElfSymbols | None:
@@ -649,6 +676,7 @@ __all__ = [
     "UserSymbols",
     "ElfSymbols",
     "read_elf_symbols",
+    "demangle",
     "elf_symbols",
     "strip_bpf_frames",
     "is_bpf_frame",

@@ -231,3 +231,21 @@ def test_far_addresses_are_unknown_and_new_code_triggers_a_reread(tmp_path, monk
     ks.loaded_at -= 2
     assert fold_stacks(stack) == ["do_syscall_64"]  # resolved, then stripped as BPF glue
     assert symbols.kernel_symbols() is not ks
+
+
+def test_cpp_user_symbols_are_demangled(tmp_path):
+    cxx = shutil.which("g++")
+    if cxx is None or shutil.which("c++filt") is None:
+        pytest.skip("needs g++ and c++filt (binutils)")
+    from bpfnb.symbols import demangle
+
+    assert demangle(["_ZN3foo3barEv", "main", "_Znotmangled!"]) == ["foo::bar()", "main", "_Znotmangled!"]
+    src = tmp_path / "k.cc"
+    src.write_text("namespace ns { __attribute__((noinline)) int work(int x) { return x + 1; } }\n"
+                   "int main() { return ns::work(1) == 2 ? 0 : 1; }\n")
+    out = tmp_path / "k"
+    subprocess.run([cxx, "-O1", "-o", str(out), str(src)], check=True)
+    syms = read_elf_symbols(str(out))
+    raw = [syms.name(i) for i in range(len(syms.start))]
+    i = raw.index("_ZN2ns4workEi")
+    assert syms.lookup(np.array([syms.start[i]], dtype=np.uint64)).tolist() == ["ns::work(int)"]
