@@ -51,6 +51,7 @@ class Run:
         self.rings: dict = {}             # name -> RingBufferReader (bulk numpy path)
         self.stopped_by: str | None = None
         self._hist_parts: dict[str, list[pd.DataFrame]] = {}
+        self._hist_last: dict[str, pd.DataFrame] = {}
         self._attached = False
         self.start_wall = self.end_wall = None
         self.start_mono = None
@@ -166,29 +167,38 @@ class Run:
             self.on_interval(self, elapsed)
 
     def _take_hist_interval(self, elapsed: float) -> None:
-        from .maps import clear_table
+        """Each interval's counts = this cumulative snapshot minus the last one.
 
-        b = self.program.bpf
-        for name, hist_type in self.program.outputs.hists.items():
-            table = b[name]
-            frame = hist_frame(table, hist_type)
-            clear_table(table)
-            frame.insert(0, "time", float(round(elapsed, 6)))
+        The maps are never cleared: clearing races with the kernel (an
+        increment between the read and the clear would vanish), differencing
+        cannot lose one.
+        """
+        for name, frame in self._interval_parts(elapsed).items():
             self._hist_parts.setdefault(name, []).append(frame)
+
+    def _interval_parts(self, elapsed: float) -> dict[str, pd.DataFrame]:
+        from .frames.hist import diff
+
+        parts = {}
+        for name, hist_type in self.program.outputs.hists.items():
+            cumulative = hist_frame(self.program.bpf[name], hist_type)
+            previous = self._hist_last.get(name)
+            part = cumulative if previous is None else diff(cumulative, previous)
+            self._hist_last[name] = cumulative
+            part = part.copy()
+            part.insert(0, "time", float(round(elapsed, 6)))
+            parts[name] = part
+        return parts
 
     def _hist_series(self) -> dict[str, pd.DataFrame] | None:
         if not self.hist_interval:
             return None
+        tail = {} if self._attached else self._interval_parts(self.elapsed())  # since the last tick
         series = {}
         for name, hist_type in self.program.outputs.hists.items():
-            parts = list(self._hist_parts.get(name, []))
-            if not self._attached:  # the tail since the last tick
-                tail = hist_frame(self.program.bpf[name], hist_type)
-                if len(tail):
-                    tail.insert(0, "time", float(round(self.elapsed(), 6)))
-                    parts.append(tail)
-            frame = pd.concat(parts, ignore_index=True) if parts else hist_frame(
-                self.program.bpf[name], hist_type).assign(time=0.0)
+            parts = [p for p in self._hist_parts.get(name, []) + [tail.get(name)] if p is not None and len(p)]
+            frame = (pd.concat(parts, ignore_index=True) if parts
+                     else hist_frame(self.program.bpf[name], hist_type).assign(time=0.0).iloc[:0])
             frame.attrs.update(hist_type=hist_type, step=1, interval=self.interval)
             series[name] = frame
         return series

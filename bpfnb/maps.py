@@ -150,19 +150,6 @@ def sum_per_cpu(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def clear_table(table) -> None:
-    """Zero an array map or delete every entry of a hash map."""
-    ttype = table_type(table)
-    if ttype in (ARRAY, PERCPU_ARRAY):
-        table.clear()  # bcc zeroes array entries
-    else:
-        from bcc.libbcc import lib
-
-        keys = list(table.keys())
-        for key in keys:
-            lib.bpf_delete_elem(table.map_fd, ct.byref(key))
-
-
 def read_stack(stack_table, stack_id: int) -> list[int]:
     """Addresses of one stack, leaf first; [] when the id is an error code."""
     if stack_id < 0:

@@ -185,3 +185,33 @@ def test_event_limit_stops_and_says_so(kernel, workload_bin):
             t = run.snapshot()
     assert len(t.events()) == 1000
     assert t.meta["over_limit"] == {"events": 4000}
+
+
+def test_in_kernel_heat_map_snapshots_and_clears_each_interval(kernel, workload_bin):
+    source = r"""
+    BPF_HISTOGRAM(dist);
+    TRACEPOINT_PROBE(syscalls, sys_enter_read) {
+        if ((bpf_get_current_pid_tgid() >> 32) != TARGET) return 0;
+        dist.increment(bpf_log2l(args->count));
+        return 0;
+    }
+    """
+    k = 4000
+    with Workload(workload_bin, k_reads=k, read_size=300) as w:
+        ticks = []
+
+        def release(run, elapsed):
+            ticks.append(elapsed)
+            if len(ticks) == 2:
+                w.release()
+
+        t = bpfnb.capture(source, duration=1.6, defines={"TARGET": w.pid}, interval=0.25,
+                          hist_interval=True, on_interval=release)
+        w.wait()
+    hist = t.hist("dist")
+    assert list(hist.columns[:1]) == ["time"]
+    assert hist.attrs["interval"] == 0.25
+    bucket = hist[(hist["low"] == 256) & (hist["high"] == 511)]
+    assert int(bucket["count"].sum()) == k          # cleared each time: nothing counted twice
+    assert bucket["time"].min() > ticks[0]          # nothing before the release
+    assert hist["time"].is_monotonic_increasing
