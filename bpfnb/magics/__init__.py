@@ -9,6 +9,7 @@ def load_ipython_extension(ipython) -> None:
 
     magics = BpfMagics(shell=ipython)
     ipython.register_magics(magics)
+    ipython.register_magics(__import__("bpfnb.magics.bpftrace", fromlist=["BpftraceMagics"]).BpftraceMagics)
     ipython.configurables.append(magics) if magics not in ipython.configurables else None
 
 
