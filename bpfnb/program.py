@@ -267,19 +267,15 @@ class Program:
         b = self.bpf
         if b is None:
             return
+        attached = [
+            (b.kprobe_fds, b.detach_kprobe_event), (b.uprobe_fds, b.detach_uprobe_event),
+            (b.tracepoint_fds, b.detach_tracepoint), (b.raw_tracepoint_fds, b.detach_raw_tracepoint),
+            (b.kfunc_entry_fds, b.detach_kfunc), (b.kfunc_exit_fds, b.detach_kretfunc),
+        ]
         with captured_stderr():
-            for ev in list(b.kprobe_fds):
-                _quietly(b.detach_kprobe_event, ev)
-            for ev in list(b.uprobe_fds):
-                _quietly(b.detach_uprobe_event, ev)
-            for tp in list(b.tracepoint_fds):
-                _quietly(b.detach_tracepoint, tp)
-            for tp in list(b.raw_tracepoint_fds):
-                _quietly(b.detach_raw_tracepoint, tp)
-            for fn in list(b.kfunc_entry_fds):
-                _quietly(b.detach_kfunc, fn)
-            for fn in list(b.kfunc_exit_fds):
-                _quietly(b.detach_kretfunc, fn)
+            for fds, detach_one in attached:
+                for key in list(fds):
+                    _quietly(detach_one, key)
             for ev_type, ev_config in list(b.open_perf_events):
                 _quietly(b.detach_perf_event, ev_type, ev_config)
         self.probes = []
