@@ -135,30 +135,30 @@ def _match_paren(text: str, i: int, spec: str, offset: int = 0) -> int:
 
 def split_top(text: str, sep: str, spec: str, offset: int) -> list[tuple[str, int]]:
     """Split at `sep` outside parentheses, brackets and quotes -> [(part, start)]."""
-    parts, depth, quote, start, j = [], 0, None, 0, 0
+    parts, opened, quote, start, j = [], [], None, 0, 0
     while j < len(text):
         c = text[j]
         if quote:
             if c == "\\":
                 j += 1
-            elif c == quote:
+            elif c == quote[0]:
                 quote = None
         elif c in "\"'":
-            quote = c
+            quote = (c, j)
         elif c in "([":
-            depth += 1
+            opened.append(j)
         elif c in ")]":
-            depth -= 1
-            if depth < 0:
+            if not opened:
                 raise OnelinerSyntaxError(f"unexpected '{c}'", spec, offset + j)
-        elif c == sep and depth == 0:
+            opened.pop()
+        elif c == sep and not opened:
             parts.append((text[start:j], offset + start))
             start = j + 1
         j += 1
     if quote:
-        raise OnelinerSyntaxError("unterminated string literal", spec, len(spec))
-    if depth > 0:
-        raise OnelinerSyntaxError("unbalanced '(': no matching ')'", spec, len(spec))
+        raise OnelinerSyntaxError("unterminated string literal", spec, offset + quote[1])
+    if opened:
+        raise OnelinerSyntaxError("unbalanced '(': no matching ')'", spec, offset + opened[-1])
     parts.append((text[start:], offset + start))
     return parts
 
@@ -242,7 +242,7 @@ def parse_trace(spec: str) -> TraceSpec:
             if spec[i] != ",":
                 raise OnelinerSyntaxError("expected ',' and the format's arguments after the format string",
                                           spec, i)
-            pieces = split_top(spec[i + 1:], ",", spec, i + 1)
+            pieces = [(t, pos + len(t) - len(t.lstrip())) for t, pos in split_top(spec[i + 1:], ",", spec, i + 1)]
             for text, pos in pieces:
                 if not text.strip():
                     raise OnelinerSyntaxError("empty argument", spec, pos)
@@ -250,9 +250,10 @@ def parse_trace(spec: str) -> TraceSpec:
             i = len(spec)
         conversions = _conversions(fmt, spec, fmt_start + 1)
         if len(conversions) != len(args):
+            where = fmt_start if len(conversions) > len(args) else pieces[len(conversions)][1]
             raise OnelinerSyntaxError(
                 f"the format has {len(conversions)} conversion(s) but {len(args)} argument(s) follow",
-                spec, fmt_start if len(conversions) > len(args) else i)
+                spec, where)
     if i < len(spec):
         raise OnelinerSyntaxError('expected a (filter), a "format string" or the end of the probe',
                                   spec, i)
