@@ -3,12 +3,20 @@
     bpfnb doctor                          what works on this machine, and fixes
     bpfnb capture PROG.c -d 5 --out DIR   trace a BPF C file, save the Trace, print a summary
     bpfnb show DIR                        print the summary of a saved Trace
+    bpfnb run TOOL [--OPTION ...] -d S --out DIR
+                                          run a tool (bpfnb.tools), save DIR/trace.bpfnb
+                                          and write DIR/report.html
+    bpfnb report DIR                      rebuild DIR/report.html from the saved Trace
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
+import threading
+import time
+from pathlib import Path
 
 from .errors import BpfnbError
 
@@ -51,6 +59,142 @@ def _show(args) -> int:
     return 0
 
 
+TRACE_DIR = "trace.bpfnb"  # the saved Trace inside a `bpfnb run` folder
+
+
+def _run(args) -> int:
+    from .display import trace_text
+    from .report import write_report
+
+    trace = _run_tool(args.tool, args.tool_args, args.duration)
+    out = Path(args.out)
+    path = trace.save(out / TRACE_DIR)
+    report = write_report(trace, out)
+    print(trace_text(trace))
+    print(f"saved the trace to {path}\nwrote the report {report}")
+    return 0
+
+
+def _run_tool(name: str, tool_args: list[str], duration: float):
+    """Call bpfnb.tools.NAME(duration=..., **options from --option words), with progress."""
+    from . import tools
+
+    function = tools.get(name)
+    options = _tool_options(name, function, tool_args)
+    progress = Progress(name, duration)
+    if "on_attach" in inspect.signature(function).parameters:
+        options["on_attach"] = progress.start
+    else:
+        progress.start()
+    try:
+        return function(duration=duration or None, **options)
+    finally:
+        progress.stop()
+
+
+def _tool_options(name: str, function, words: list[str]) -> dict:
+    """--pid 12 --milliseconds -> {"pid": 12, "milliseconds": True}, from the tool's signature."""
+    params = {p.name: p for p in inspect.signature(function).parameters.values()
+              if p.kind is p.KEYWORD_ONLY and p.name != "on_attach"}
+    parser = argparse.ArgumentParser(prog=f"bpfnb run {name}", add_help=False)
+    for param in params.values():
+        flag = "--" + param.name.replace("_", "-")
+        if isinstance(param.default, bool):
+            parser.add_argument(flag, dest=param.name, action="store_true")
+        else:
+            parser.add_argument(flag, dest=param.name, type=_number_or_text, default=param.default)
+    try:
+        parsed, unknown = parser.parse_known_args(words)
+    except SystemExit:
+        raise UsageError(f"bad options for {name}: {' '.join(words)}; its options are "
+                         f"{_options_text(params)}") from None
+    if unknown:
+        from .errors import did_you_mean
+
+        first = unknown[0].lstrip("-").replace("-", "_")
+        raise UsageError(f"{name} has no option {unknown[0]!r}.{did_you_mean(first, params)} "
+                         f"Its options: {_options_text(params)}")
+    return {k: v for k, v in vars(parsed).items() if v != params[k].default}
+
+
+def _number_or_text(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _options_text(params) -> str:
+    return ", ".join("--" + n.replace("_", "-") for n in params) or "(none)"
+
+
+class UsageError(BpfnbError):
+    """A command line that cannot work as given."""
+
+
+class Progress:
+    """Elapsed / remaining seconds on stderr while a tool traces (every second on
+    a terminal, every 10 s otherwise); silent for runs of 3 s or less."""
+
+    def __init__(self, name: str, duration: float, stream=None, every: float | None = None):
+        self.name, self.duration = name, duration
+        self.stream = stream or sys.stderr
+        self.every = every
+        self._done = threading.Event()
+        self._thread = None
+
+    def start(self) -> None:
+        if self._thread is not None or (self.duration and self.duration <= 3):
+            return
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        tty = self.stream.isatty()
+        while not self._done.wait(self.every or (1.0 if tty else 10.0)):
+            elapsed = time.monotonic() - self._started
+            left = f", {max(0.0, self.duration - elapsed):.0f} s left" if self.duration else " (Ctrl-C to stop)"
+            self.stream.write(f"{chr(13) if tty else ''}bpfnb run {self.name}: {elapsed:.0f} s traced{left}"
+                              f"{'' if tty else chr(10)}")
+            self.stream.flush()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+            if self.stream.isatty():
+                self.stream.write("\n")
+
+
+def _report(args) -> int:
+    from .io.native import load
+    from .report import write_report
+
+    folder = Path(args.dir)
+    saved = _saved_trace(folder)
+    target = Path(args.out) if args.out else (
+        folder.with_suffix(".html") if saved == folder else folder / "report.html")
+    print(f"wrote the report {write_report(load(saved), target)}")
+    return 0
+
+
+def _saved_trace(folder: Path) -> Path:
+    """The trace a report is built from: folder itself, folder/trace.bpfnb, or its only *.bpfnb."""
+    if (folder / "meta.json").is_file():
+        return folder
+    if (folder / TRACE_DIR).is_dir():
+        return folder / TRACE_DIR
+    found = sorted(folder.glob("*.bpfnb")) if folder.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    what = "no saved trace" if not found else f"{len(found)} saved traces ({', '.join(p.name for p in found)})"
+    raise UsageError(f"{folder}: {what}; pass a folder written by `bpfnb run` (it holds {TRACE_DIR}) "
+                     "or a .bpfnb trace folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bpfnb", description="Linux BPF tracing into DataFrames.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -64,14 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--out", default=None, help="save the Trace to this .bpfnb folder")
     show = sub.add_parser("show", help="print the summary of a saved Trace")
     show.add_argument("path")
+    run = sub.add_parser("run", help="run a tool, save its Trace and write an HTML report", allow_abbrev=False,
+                         description="Options after TOOL are the tool's keyword options, e.g. "
+                                     "`bpfnb run biolatency --disks -d 10 --out bio`.")
+    run.add_argument("tool", help="a tool of bpfnb.tools: runqlat, biolatency, execsnoop, ...")
+    run.add_argument("-d", "--duration", type=float, default=10.0, help="seconds (0: until Ctrl-C)")
+    run.add_argument("--out", required=True, metavar="DIR", help="folder for trace.bpfnb and report.html")
+    report = sub.add_parser("report", help="rebuild the HTML report from a saved Trace")
+    report.add_argument("dir", help="a folder written by `bpfnb run`, or a .bpfnb trace folder")
+    report.add_argument("--out", default=None, help="the report file (default DIR/report.html)")
     return parser
 
 
-COMMANDS = {"doctor": _doctor, "capture": _capture, "show": _show}
+COMMANDS = {"doctor": _doctor, "capture": _capture, "show": _show, "run": _run, "report": _report}
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if args.command == "run":
+        args.tool_args = extra
+    elif extra:
+        build_parser().parse_args(argv)  # exits with argparse's message
     try:
         return COMMANDS[args.command](args)
     except BpfnbError as exc:
