@@ -257,14 +257,17 @@ def capture(source: str, duration: float | None = 5, *, defines: dict | None = N
             attach=None, pid: int | None = None, live: bool = False, interval: float | None = None,
             hist_interval: bool = False, event_limit: int | None = DEFAULT_EVENT_LIMIT,
             buffer_pages: int | None = None, per_cpu: bool = False, cflags=(),
-            hist_types: dict | None = None, on_interval=None, view=None) -> Trace:
+            hist_types: dict | None = None, on_interval=None, view=None,
+            spill_dir=None, memory_limit: int | None = None) -> Trace:
     """Compile, attach, capture for `duration` seconds (None: until interrupted), detach.
 
     Returns a Trace; see DESIGN.md. With live=True a live view (histogram or
     heat map, elapsed time, Stop button; text outside notebooks) updates
     every `interval` seconds (default 1). With hist_interval=True each
     histogram is read and cleared every interval, so `trace.hist(name)` has a
-    `time` column (an in-kernel heat map).
+    `time` column (an in-kernel heat map). With spill_dir=PATH, events are
+    written to Parquet parts under PATH whenever memory holds more than
+    memory_limit bytes (bpfnb.spill; pass event_limit=None for long runs).
     """
     from .program import Program
 
@@ -284,17 +287,32 @@ def capture(source: str, duration: float | None = 5, *, defines: dict | None = N
                   per_cpu=per_cpu, interval=interval, hist_interval=hist_interval,
                   on_interval=(lambda r, t: [cb(r, t) for cb in callbacks]) if callbacks else None,
                   should_stop=(lambda: bool(getattr(view, "stop_requested", False))) if view else None)
+        spill = _spill_for(spill_dir, memory_limit)  # spill-to-Parquet mode (bpfnb.spill, issue 8)
         try:
             with run:
+                if spill is not None:
+                    spill.watch(run.sinks)
                 run.wait()
         except KeyboardInterrupt:  # arrived outside the poll (e.g. during attach)
             run.stopped_by = run.stopped_by or "interrupt"
+        if spill is not None:
+            spill.flush(run.sinks)  # before the snapshot: the parts hold the events
         trace = run.snapshot()
+        if spill is not None:
+            spill.finish(trace)
         if view is not None:
             with contextlib.suppress(Exception):
                 view.update(trace, run.elapsed())
                 view.close()
         return trace
+
+
+def _spill_for(spill_dir, memory_limit):
+    if spill_dir is None:
+        return None
+    from .spill import DEFAULT_MEMORY_LIMIT, Spill
+
+    return Spill(spill_dir, memory_limit if memory_limit is not None else DEFAULT_MEMORY_LIMIT)
 
 
 def _view_updater(view):

@@ -190,6 +190,17 @@ class EventSink:
             listener(self.name, chunk)
         self._new_chunk()
 
+    # -- spill mode (bpfnb.spill, issue 8): hand chunks over and forget them -----
+    def flush(self) -> None:
+        """Close the chunk being filled, so listeners see it (no-op when empty)."""
+        if self._fill:
+            self._flush()
+
+    def take_chunks(self) -> list[np.ndarray]:
+        """Remove and return the completed chunks: memory a spill has written out."""
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
     def records(self) -> np.ndarray:
         """Every record so far, in arrival order (a copy)."""
         parts = self.chunks + [self._chunk[: self._fill]]
