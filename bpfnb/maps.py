@@ -22,6 +22,9 @@ PERF_EVENT_ARRAY, STACK_TRACE, LRU_HASH, LRU_PERCPU_HASH, RINGBUF = 4, 7, 9, 10,
 PER_CPU = {PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH}
 SNAPSHOT_TYPES = {HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH}
 ENOTSUPP = 524  # the kernel's internal 'not supported', seen by user space
+HASH_FAMILY = {HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH}
+PARALLEL_MIN_ENTRIES = 1 << 17     # below this one walk is fast enough
+PARALLEL_CHUNK = 1 << 16           # entries per call in the two-thread walk
 BATCH_TYPES = {HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH}
 
 
@@ -67,45 +70,133 @@ def _value_row_dtype(vdt: np.dtype, ncpu: int) -> np.dtype:
 
 
 def _read_batch(table, kdt, vdt, ncpu):
-    from bcc.libbcc import lib
-
     capacity = max(int(table.max_entries), 1)
     row = _value_row_dtype(vdt, ncpu)
-    keys = np.zeros(capacity, dtype=kdt)
-    values = np.zeros(capacity, dtype=row)
-    token_size = max(kdt.itemsize, 8)
-    in_batch = ct.create_string_buffer(token_size)
-    out_batch = ct.create_string_buffer(token_size)
-    count = ct.c_uint32(0)
-    total = 0
-    first = True
-    while total < capacity:
-        count.value = capacity - total
-        res = lib.bpf_lookup_batch(
-            table.map_fd,
-            None if first else ct.cast(in_batch, ct.POINTER(ct.c_uint32)),
-            ct.cast(out_batch, ct.POINTER(ct.c_uint32)),
-            ct.c_void_p(keys.ctypes.data + total * kdt.itemsize),
-            ct.c_void_p(values.ctypes.data + total * row.itemsize),
-            ct.byref(count),
-        )
-        err = ct.get_errno()
-        total += count.value
-        if res != 0:
-            if err == errno.ENOENT:
-                break
-            if err == errno.ENOSPC and first and count.value == 0:
-                # a bucket larger than the buffer; cannot happen with capacity=max_entries
-                break
-            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(err)}")
-        if count.value == 0:
-            break
-        ct.memmove(in_batch, out_batch, token_size)
-        first = False
-    keys, values = keys[:total], values[:total]
+    parallel = (table_type(table) in HASH_FAMILY and capacity >= PARALLEL_MIN_ENTRIES
+                and (os.cpu_count() or 1) >= 2)
+    keys, values = (_read_hash_halves if parallel else _read_range)(table.map_fd, kdt, row, capacity)
     if ncpu:
         values = values["v"]
     return keys, values
+
+
+class _Range:
+    """One BPF_MAP_LOOKUP_BATCH walk: from a start token until a stop token."""
+
+    def __init__(self, fd, kdt, row, capacity, start=None, stop=None, chunk=None):
+        self.fd, self.kdt, self.row = fd, kdt, row
+        self.keys = np.zeros(capacity, dtype=kdt)
+        self.values = np.zeros(capacity, dtype=row)
+        self.start, self.stop = start, stop
+        self.chunk = chunk or capacity
+        self.total = 0
+        self.last_call_start = 0     # index of the first entry the last call returned
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        try:
+            self._walk()
+        except OSError as exc:
+            self.error = exc
+
+    def _walk(self) -> None:
+        from bcc.libbcc import lib
+
+        tok_in, tok_out = ct.c_uint64(self.start or 0), ct.c_uint64(0)
+        as_u32p = ct.POINTER(ct.c_uint32)
+        count = ct.c_uint32(0)
+        chunk = self.chunk
+        capacity = len(self.keys)
+        first = self.start is None
+        while self.total < capacity:
+            count.value = min(chunk, capacity - self.total)
+            res = lib.bpf_lookup_batch(
+                self.fd,
+                None if first else ct.cast(ct.pointer(tok_in), as_u32p),
+                ct.cast(ct.pointer(tok_out), as_u32p),
+                ct.c_void_p(self.keys.ctypes.data + self.total * self.kdt.itemsize),
+                ct.c_void_p(self.values.ctypes.data + self.total * self.row.itemsize),
+                ct.byref(count),
+            )
+            err = ct.get_errno()
+            if count.value:
+                self.last_call_start = self.total
+                self.total += count.value
+            if res != 0:
+                if err == errno.ENOENT:
+                    return
+                if err == errno.ENOSPC and count.value == 0 and chunk < capacity:
+                    chunk *= 2  # one bucket holds more entries than we asked for
+                    continue
+                raise OSError(err, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(err)}")
+            if count.value == 0:
+                return
+            tok_in.value = tok_out.value
+            first = False
+            if self.stop is not None and tok_in.value >= self.stop:
+                return
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.keys[: self.total], self.values[: self.total]
+
+
+def _read_range(fd, kdt, row, capacity):
+    walk = _Range(fd, kdt, row, capacity)
+    walk.run()
+    return walk.result()
+
+
+def _read_hash_halves(fd, kdt, row, capacity):
+    """Read a large hash map in two threads, each walking half of its buckets.
+
+    A hash map's batch token is a bucket index (the kernel has
+    roundup_pow_of_two(max_entries) buckets), so the second walk starts at
+    the middle bucket. The first walk's last call may run past the middle;
+    the entries it read there are, in the same order, the start of what the
+    second walk read: they are found by key (keys are unique), checked
+    byte for byte, and dropped once. Anything unexpected (the map changed
+    under us) falls back to one sequential walk.
+    """
+    import threading
+
+    middle = 1 << (capacity - 1).bit_length() - 1
+    first = _Range(fd, kdt, row, capacity, stop=middle, chunk=PARALLEL_CHUNK)
+    second = _Range(fd, kdt, row, capacity, start=middle, chunk=PARALLEL_CHUNK)
+    threads = [threading.Thread(target=walk.run) for walk in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    k1, v1 = first.result()
+    k2, v2 = second.result()
+    overlap = _overlap(k1[first.last_call_start:], k2)
+    if overlap is None:
+        return _read_range(fd, kdt, row, capacity)
+    keep = len(k1) - overlap
+    keys = np.empty(keep + len(k2), dtype=kdt)
+    values = np.empty(keep + len(k2), dtype=row)
+    keys[:keep], keys[keep:] = k1[:keep], k2
+    values[:keep], values[keep:] = v1[:keep], v2
+    return keys, values
+
+
+def _overlap(tail: np.ndarray, following: np.ndarray) -> int | None:
+    """How many entries at the end of `tail` start `following` (None: inconsistent)."""
+    if not len(tail) or not len(following):
+        return 0
+    width = tail.dtype.itemsize
+    tail_rows = np.ascontiguousarray(tail).view(np.uint8).reshape(len(tail), width)
+    head = np.ascontiguousarray(following[:1]).view(np.uint8).reshape(width)
+    hits = np.flatnonzero((tail_rows == head).all(axis=1))
+    if not len(hits):
+        return 0
+    n = len(tail) - int(hits[0])
+    if n > len(following):
+        return None
+    same = np.ascontiguousarray(following[:n]).view(np.uint8).reshape(n, width)
+    return n if np.array_equal(tail_rows[-n:], same) else None
 
 
 def _read_iter(table, kdt, vdt, ncpu):

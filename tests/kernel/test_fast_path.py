@@ -215,3 +215,27 @@ def test_iteration_fallback_equals_batch(kernel):
             b1 = sorted(zip(k1.tolist(), sum_per_cpu(v1).tolist()))
             b2 = sorted(zip(k2.tolist(), sum_per_cpu(v2).tolist()))
             assert b1 == b2, name
+
+
+def test_two_thread_read_of_a_large_hash_equals_one_walk(kernel):
+    from bpfnb import maps as kmaps
+
+    n = 200_000
+    source = "struct k_t { u32 a; u32 b; u64 c; };\nBPF_HASH(big, struct k_t, u64, 262144);"
+    with bpfnb.Program(source) as prog:
+        table = prog.bpf["big"]
+        keys = (table.Key * n)()
+        values = (table.Leaf * n)()
+        raw = np.frombuffer(keys, dtype=[("a", "u4"), ("b", "u4"), ("c", "u8")])
+        raw["a"], raw["b"], raw["c"] = np.arange(n), np.arange(n) % 13, np.arange(n) * 7
+        np.frombuffer(values, dtype="u8")[:] = np.arange(n)
+        table.items_update_batch(keys, values)
+        kd, vd = kmaps.key_dtype(table), kmaps.value_dtype(table)
+        row = kmaps._value_row_dtype(vd, 0)
+        k_seq, v_seq = kmaps._read_range(table.map_fd, kd, row, int(table.max_entries))
+        k_par, v_par = kmaps._read_hash_halves(table.map_fd, kd, row, int(table.max_entries))
+        frame = map_frame(table)
+    assert len(k_par) == len(k_seq) == n
+    assert sorted(zip(k_par["a"].tolist(), v_par.tolist())) == sorted(zip(k_seq["a"].tolist(), v_seq.tolist()))
+    assert sorted(frame["a"].tolist()) == list(range(n))
+    assert (frame.sort_values("a")["value"].to_numpy() == np.arange(n)).all()
