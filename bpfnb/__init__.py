@@ -25,6 +25,8 @@ _LAZY = {
     "read_folded": ("bpfnb.io.folded", "read_folded"),
     "write_folded": ("bpfnb.io.folded", "write_folded"),
     "read_bpftrace": ("bpfnb.io.bpftrace", "read_bpftrace"),
+    "read_bcc_hist": ("bpfnb.io.bcctext", "read_bcc_hist"),
+    "run_bpftrace": ("bpfnb.bpftrace_run", "run_bpftrace"),
     "flamegraph": ("bpfnb.plot.flamegraph", "flamegraph"),
     "heatmap": ("bpfnb.plot.heatmap", "heatmap"),
     "format_hist": ("bpfnb.frames.histtext", "format_hist"),
