@@ -55,7 +55,7 @@ def _module(name: str):
         raise ToolError(f"no tool named {name!r}." + did_you_mean(name, TOOLS)
                         + f" The tools are: {', '.join(TOOLS)}.")
     try:
-        return importlib.import_module(f"{__name__}.{TOOLS[name]}")
+        module = importlib.import_module(f"{__name__}.{TOOLS[name]}")
     except ModuleNotFoundError as exc:
         if exc.name != f"{__name__}.{TOOLS[name]}":
             raise
@@ -63,6 +63,11 @@ def _module(name: str):
             f"the tool {name!r} is not installed in this bpfnb (no module bpfnb/tools/{TOOLS[name]}.py); "
             "it comes with the flame-graph work. Update bpfnb, or use bpfnb.capture with your own program."
         ) from None
+    # importing bpfnb.tools.NAME binds the package attribute NAME to the module;
+    # bpfnb.tools.NAME is the tool function
+    if hasattr(module, name):
+        globals()[name] = getattr(module, name)
+    return module
 
 
 def get(name: str):
@@ -95,8 +100,8 @@ def available() -> pd.DataFrame:
                 row.update(available=True, problem="(this tool does not describe its attach points)")
             else:
                 route = plan()
-                row.update(available=True, route=route.name, attach=", ".join(route.attach_points()),
-                           measures=route.measures)
+                row.update(available=True, route=route.name, measures=route.measures,
+                           attach=", ".join(route.attach_points()) or "(the probes named in the spec)")
         except Exception as exc:  # a missing module or kernel feature: say which
             row["problem"] = str(exc)
         rows.append(row)

@@ -133,7 +133,7 @@ def plan() -> Route:
     return _base.choose("cachestat", ROUTES)
 
 
-def cachestat(duration: float = 5, *, interval: float = 1, pid: int | None = None,
+def cachestat(duration: float = 5, *, interval: float = 1.0, pid: int | None = None,
               per_process: bool = False, on_attach=None):
     """Page-cache statistics per interval.
 

@@ -170,7 +170,7 @@ def plan() -> Route:
     return _base.choose("ext4slower", ROUTES)
 
 
-def ext4slower(duration: float = 5, *, min_ms: float = 10, pid: int | None = None, on_attach=None):
+def ext4slower(duration: float = 5, *, min_ms: float = 10.0, pid: int | None = None, on_attach=None):
     """Trace ext4 reads, writes and fsyncs slower than min_ms (0: all of them).
 
     Options (bcc's ext4slower): min_ms (the positional threshold, default 10),

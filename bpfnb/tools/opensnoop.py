@@ -18,6 +18,7 @@ struct open_t {
     s32 flags;
     u32 mode;
     u32 call;            /* 0 open, 1 openat, 2 openat2 */
+    u64 path_ptr;        /* the user's path, read at exit: the kernel has paged it in by then */
     char comm[16];
     char path[PATH_LEN];
 };
@@ -39,7 +40,7 @@ static __always_inline int on_open_enter(const char *path, s32 flags, u32 mode, 
     e->flags = flags;
     e->mode = mode;
     e->call = call;
-    bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+    e->path_ptr = (u64)path;
     inflight.update(&tid, e);
     return 0;
 }
@@ -49,6 +50,7 @@ static __always_inline int on_open_exit(void *ctx, long ret) {
     struct open_t *e = inflight.lookup(&tid);
     if (!e) return 0;
     e->ret = ret;
+    bpf_probe_read_user_str(e->path, sizeof(e->path), (const char *)e->path_ptr);
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     if (!(FAILED_ONLY && ret >= 0))
         opens.perf_submit(ctx, e, sizeof(*e));
@@ -129,7 +131,7 @@ def opensnoop(duration: float = 5, *, pid: int | None = None, tid: int | None = 
         errno=(-ret).where(ret < 0, 0),
         flags_text=frame["flags"].map(flags_text),
         call=frame["call"].map(CALLS),
-    ).drop(columns=["ret"])
+    ).drop(columns=["ret", "path_ptr"])
     if name:
         frame = frame[frame["comm"].str.contains(name, regex=False)]
     if path:
