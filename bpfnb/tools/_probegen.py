@@ -60,3 +60,21 @@ def read_string(dst: str, expr: str, probe: Probe, params=(), spec: str = "") ->
     user = probe.kind in ("uprobe", "uretprobe") or (probe.kind == "tracepoint" and probe.target[0] == "syscalls")
     reader = "bpf_probe_read_user_str" if user else "bpf_probe_read_kernel_str"
     return f"{reader}({dst}, sizeof({dst}), (const void *)(u64)({c}));"
+
+
+def explain(error, probes, texts) -> Exception:
+    """A CompileError of generated one-liner C, restated for the specs the user wrote."""
+    from ..errors import CompileError, did_you_mean
+
+    message = str(error)
+    lines = [f"the one-liner did not compile: {' | '.join(texts)}"]
+    detail = [ln for ln in message.splitlines() if "error:" in ln]
+    lines += [ln.split("error:", 1)[1].strip() for ln in detail[:3]]
+    for probe in probes:
+        if probe.kind != "tracepoint":
+            continue
+        fields = [f for f in _tpformat.fields(*probe.target) if not f.startswith("__")]
+        for m in re.finditer(r"no member named '(\w+)'", message):
+            lines.append(f"{probe.text} has no field {m.group(1)!r}." + did_you_mean(m.group(1), fields))
+        lines.append(f"{probe.text} fields: {', '.join(fields) or '(none)'} (use args->FIELD)")
+    return CompileError("\n".join(dict.fromkeys(lines)))

@@ -9,6 +9,7 @@ See bpfnb.tools.oneliner for the probe syntax.
 
 from __future__ import annotations
 
+from ..errors import CompileError
 from . import _base, _probegen
 from ._base import Route
 from .oneliner import INT_TYPES, ArgdistSpec, column_name, parse_argdist, translate
@@ -51,10 +52,13 @@ def argdist(spec: str, *, histogram: bool = True, duration: float = 5, pid: int 
                 "'t:syscalls:sys_enter_read():u64:args->count'; use histogram=False to count strings "
                 "or several values")
     source, attach, names = build(parsed, histogram)
-    raw = _base.run("argdist", source, ROUTES[0], duration=duration, defines=_base.pid_defines(pid),
-                    attach=attach, uprobe_pid=pid, on_attach=on_attach,
-                    hist_types={"dist": "log2"} if histogram else None,
-                    options=dict(spec=spec, histogram=histogram, pid=pid))
+    try:
+        raw = _base.run("argdist", source, ROUTES[0], duration=duration, defines=_base.pid_defines(pid),
+                        attach=attach, uprobe_pid=pid, on_attach=on_attach,
+                        hist_types={"dist": "log2"} if histogram else None,
+                        options=dict(spec=spec, histogram=histogram, pid=pid))
+    except CompileError as exc:
+        raise _probegen.explain(exc, [parsed.probe], [spec]) from None
     raw.meta["tool"]["attach"] = [a.rsplit("=", 1)[0] for a in attach]
     label = parsed.label or spec
     if histogram:

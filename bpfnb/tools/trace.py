@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..errors import CompileError
 from . import _base, _probegen
 from ._base import Route
 from .oneliner import TraceSpec, column_name, parse_trace, python_format, translate
@@ -50,9 +51,12 @@ def trace(*probes: str, duration: float = 5, pid: int | None = None, max_events:
     source, attach, columns = build(specs)
     route = Route(ROUTES[0].name, needs=(), measures=ROUTES[0].measures,
                   differs_from_bcc=ROUTES[0].differs_from_bcc)
-    raw = _base.run("trace", source, route, duration=duration, defines=_base.pid_defines(pid),
-                    attach=attach, uprobe_pid=pid, on_attach=on_attach, event_limit=max_events,
-                    options=dict(probes=list(probes), pid=pid, max_events=max_events))
+    try:
+        raw = _base.run("trace", source, route, duration=duration, defines=_base.pid_defines(pid),
+                        attach=attach, uprobe_pid=pid, on_attach=on_attach, event_limit=max_events,
+                        options=dict(probes=list(probes), pid=pid, max_events=max_events))
+    except CompileError as exc:
+        raise _probegen.explain(exc, [s.probe for s in specs], list(probes)) from None
     raw.meta["tool"]["attach"] = [a.rsplit("=", 1)[0] for a in attach]
     frames = [messages(raw.events(f"events{i}"), spec, columns[i]) for i, spec in enumerate(specs)]
     if len(frames) > 1:  # integer columns missing in some probes' rows stay integers

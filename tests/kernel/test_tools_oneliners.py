@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import bpfnb
+from bpfnb import system
 from tests.workloads.runner import Workload
 
 pytestmark = pytest.mark.kernel
@@ -82,3 +83,18 @@ def test_syntax_errors_point_at_the_position(kernel):
         bpfnb.tools.trace('t:syscalls:sys_enter_read "%d %d", args->count', duration=1)
     lines = str(info.value).splitlines()
     assert lines[-1].index("^") == lines[-2].index('"')
+
+
+def test_unknown_field_lists_the_tracepoint_fields(kernel):
+    with pytest.raises(bpfnb.errors.CompileError) as info:
+        bpfnb.tools.argdist("t:syscalls:sys_enter_read():u64:args->cnt", duration=0.5)
+    text = str(info.value)
+    assert "t:syscalls:sys_enter_read():u64:args->cnt" in text
+    assert "Did you mean: count?" in text and "fd, buf, count" in text
+
+
+def test_kprobe_one_liner_names_the_missing_feature(kernel):
+    if system.kprobes_available():
+        pytest.skip("this kernel has kprobes")
+    with pytest.raises(bpfnb.errors.AttachError, match="no kprobes"):
+        bpfnb.tools.trace('p::vfs_read "read"', duration=0.5)
