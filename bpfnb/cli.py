@@ -66,6 +66,8 @@ def _run(args) -> int:
     from .display import trace_text
     from .report import write_report
 
+    if args.help or not args.out:
+        return _run_help(args)
     trace = _run_tool(args.tool, args.tool_args, args.duration)
     out = Path(args.out)
     path = trace.save(out / TRACE_DIR)
@@ -75,59 +77,34 @@ def _run(args) -> int:
     return 0
 
 
+def _run_help(args) -> int:
+    from .tools.cli import tool_parser
+
+    text = tool_parser(args.tool, f"bpfnb run {args.tool}", duration_default=args.duration).format_help()
+    print(text.replace("[-d DURATION]", "[-d DURATION] --out DIR", 1))
+    print("  --out DIR             folder for the saved trace (DIR/trace.bpfnb) and DIR/report.html")
+    if not args.help:
+        print("bpfnb run: --out DIR is required", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _run_tool(name: str, tool_args: list[str], duration: float):
     """Call bpfnb.tools.NAME(duration=..., **options from --option words), with progress."""
-    from . import tools
+    from .tools import get
+    from .tools.cli import parse_tool_args
 
-    function = tools.get(name)
-    options = _tool_options(name, function, tool_args)
+    function = get(name)
+    positional, options, _ = parse_tool_args(name, tool_args, prog=f"bpfnb run {name}")
     progress = Progress(name, duration)
     if "on_attach" in inspect.signature(function).parameters:
         options["on_attach"] = progress.start
     else:
         progress.start()
     try:
-        return function(duration=duration or None, **options)
+        return function(*positional, duration=duration or None, **options)
     finally:
         progress.stop()
-
-
-def _tool_options(name: str, function, words: list[str]) -> dict:
-    """--pid 12 --milliseconds -> {"pid": 12, "milliseconds": True}, from the tool's signature."""
-    params = {p.name: p for p in inspect.signature(function).parameters.values()
-              if p.kind is p.KEYWORD_ONLY and p.name != "on_attach"}
-    parser = argparse.ArgumentParser(prog=f"bpfnb run {name}", add_help=False)
-    for param in params.values():
-        flag = "--" + param.name.replace("_", "-")
-        if isinstance(param.default, bool):
-            parser.add_argument(flag, dest=param.name, action="store_true")
-        else:
-            parser.add_argument(flag, dest=param.name, type=_number_or_text, default=param.default)
-    try:
-        parsed, unknown = parser.parse_known_args(words)
-    except SystemExit:
-        raise UsageError(f"bad options for {name}: {' '.join(words)}; its options are "
-                         f"{_options_text(params)}") from None
-    if unknown:
-        from .errors import did_you_mean
-
-        first = unknown[0].lstrip("-").replace("-", "_")
-        raise UsageError(f"{name} has no option {unknown[0]!r}.{did_you_mean(first, params)} "
-                         f"Its options: {_options_text(params)}")
-    return {k: v for k, v in vars(parsed).items() if v != params[k].default}
-
-
-def _number_or_text(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _options_text(params) -> str:
-    return ", ".join("--" + n.replace("_", "-") for n in params) or "(none)"
 
 
 class UsageError(BpfnbError):
@@ -208,12 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--out", default=None, help="save the Trace to this .bpfnb folder")
     show = sub.add_parser("show", help="print the summary of a saved Trace")
     show.add_argument("path")
-    run = sub.add_parser("run", help="run a tool, save its Trace and write an HTML report", allow_abbrev=False,
-                         description="Options after TOOL are the tool's keyword options, e.g. "
-                                     "`bpfnb run biolatency --disks -d 10 --out bio`.")
+    run = sub.add_parser("run", help="run a tool, save its Trace and write an HTML report",
+                         allow_abbrev=False, add_help=False)
     run.add_argument("tool", help="a tool of bpfnb.tools: runqlat, biolatency, execsnoop, ...")
     run.add_argument("-d", "--duration", type=float, default=10.0, help="seconds (0: until Ctrl-C)")
-    run.add_argument("--out", required=True, metavar="DIR", help="folder for trace.bpfnb and report.html")
+    run.add_argument("--out", metavar="DIR", help="folder for trace.bpfnb and report.html")
+    run.add_argument("-h", "--help", action="store_true", help="the tool's options")
     report = sub.add_parser("report", help="rebuild the HTML report from a saved Trace")
     report.add_argument("dir", help="a folder written by `bpfnb run`, or a .bpfnb trace folder")
     report.add_argument("--out", default=None, help="the report file (default DIR/report.html)")

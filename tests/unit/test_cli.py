@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import bpfnb
-from bpfnb.cli import Progress, UsageError, _tool_options, main
+from bpfnb.cli import Progress, build_parser, main
 from tests.unit.test_report import synthetic_trace
 
 
@@ -53,22 +53,36 @@ def test_report_from_the_console_script(tmp_path):
     assert (tmp_path / "report.html").stat().st_size > 10_000
 
 
-def _tool(duration=5, *, milliseconds: bool = False, pid: int | None = None, min_ms: float = 10,
-          disk: str | None = None, interval: float | None = None, on_attach=None):
-    """A stand-in with the shape of a bpfnb.tools function (only its signature is used)."""
+def _split(argv):
+    """What main() hands to the tool: (parsed args, the words after TOOL it does not know)."""
+    args, extra = build_parser().parse_known_args(argv)
+    return args, extra
 
 
-def test_tool_options_come_from_the_tools_signature():
-    words = ["--milliseconds", "--pid", "42", "--min-ms", "2.5", "--disk", "vda", "--interval", "1"]
-    assert _tool_options("fake", _tool, words) == {
-        "milliseconds": True, "pid": 42, "min_ms": 2.5, "disk": "vda", "interval": 1}
-    assert _tool_options("fake", _tool, []) == {}
+def test_run_passes_tool_options_and_positionals_through():
+    args, extra = _split(["run", "trace", 't:syscalls:sys_enter_read "r"', "-d", "3", "--out", "d",
+                          "-p", "42", "--max-events", "5"])
+    assert (args.tool, args.duration, args.out) == ("trace", 3.0, "d")
+    assert extra == ['t:syscalls:sys_enter_read "r"', "-p", "42", "--max-events", "5"]
+    from bpfnb.tools.cli import parse_tool_args
+
+    assert parse_tool_args("runqlat", ["--milliseconds", "-p", "42", "--interval", "0.5"])[:2] == (
+        [], {"milliseconds": True, "pid": 42, "pids": False, "tids": False, "interval": 0.5})
 
 
-def test_unknown_tool_option_names_the_close_one():
-    with pytest.raises(UsageError, match=r"no option '--milisecond'.*Did you mean: milliseconds") as info:
-        _tool_options("fake", _tool, ["--milisecond"])
-    assert "--min-ms" in str(info.value)
+def test_unknown_tool_option_is_a_clear_error(tmp_path, capsys):
+    assert main(["run", "runqlat", "--milisecond", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --milisecond" in err and "bpfnb run runqlat --help" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_run_help_lists_the_tools_options_and_out(capsys):
+    assert main(["run", "biolatency", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--out DIR" in out and "--flags" in out and "--disks" in out
+    assert main(["run", "biolatency"]) == 2
+    assert "--out DIR is required" in capsys.readouterr().err
 
 
 def test_unknown_tool_is_an_error_with_suggestions(tmp_path, capsys):
