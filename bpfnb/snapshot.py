@@ -66,11 +66,18 @@ def stack_columns(key_fields) -> tuple[str | None, str | None]:
     return user, kernel
 
 
-def stacks_frame(frame: pd.DataFrame, user_col, kernel_col, stack_table, symbolize) -> pd.DataFrame:
+def stacks_frame(frame: pd.DataFrame, user_col, kernel_col, stack_table, symbolize=None, *,
+                 usyms=None) -> pd.DataFrame:
     """Folded stacks for a map frame whose key holds stack ids.
 
-    `symbolize(kind, addresses, pid)` returns frame names for one stack
-    (leaf first in, leaf first out); kind is "kernel" or "user".
+    By default (symbolize None) kernel frames are resolved in bulk from
+    /proc/kallsyms with the tracing glue on top stripped, and user frames
+    per process (the `tgid` or `pid` column) through `usyms`, a
+    bpfnb.symbols.UserSymbols (a fresh one when None: only processes alive
+    now resolve). Stack ids that are errors other than -EFAULT (no stack of
+    that kind) show as "[Missing User Stack]" / "[Missing Kernel Stack]".
+    `symbolize(kind, addresses, pid)`, when given, names the frames of one
+    stack instead (leaf first in, leaf first out); kind is "kernel" or "user".
     """
     pid_col = next((c for c in ("tgid", "pid") if c in frame.columns), None)
     value_cols = [c for c in frame.columns if c in ("value", "count", "total", "total_ns", "delta", "us", "ns")]
@@ -78,6 +85,58 @@ def stacks_frame(frame: pd.DataFrame, user_col, kernel_col, stack_table, symboli
         value_cols = [frame.columns[-1]]
     id_cols = [c for c in (user_col, kernel_col) if c]
     key_cols = [c for c in frame.columns if c not in id_cols and c not in value_cols]
+    if symbolize is None:
+        stacks = _fold_in_bulk(frame, user_col, kernel_col, pid_col, stack_table, usyms)
+    else:
+        stacks = _fold_each(frame, user_col, kernel_col, pid_col, stack_table, symbolize)
+    out = frame[key_cols].copy()
+    out["stack"] = stacks
+    for col in value_cols:
+        out[col] = frame[col].to_numpy()
+    group = [c for c in key_cols if c not in ("cpu",)] + ["stack"]
+    out = out.groupby(group, sort=False, dropna=False)[value_cols].sum().reset_index()
+    if value_cols != ["value"] and "value" not in out.columns:
+        out["value"] = out[value_cols[0]]
+    return out.sort_values("value", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _fold_in_bulk(frame, user_col, kernel_col, pid_col, stack_table, usyms) -> list[str]:
+    from .symbols import MISSING_KERNEL, MISSING_USER, UserSymbols, fold_stacks
+
+    cache: dict[int, np.ndarray] = {}
+
+    def stack_of(stack_id: int):
+        if stack_id < 0:
+            return None
+        if stack_id not in cache:
+            cache[stack_id] = np.asarray(kmaps.read_stack(stack_table, stack_id), dtype=np.uint64)
+        return cache[stack_id]
+
+    n = len(frame)
+    kid = frame[kernel_col].to_numpy(dtype=np.int64) if kernel_col else None
+    uid = frame[user_col].to_numpy(dtype=np.int64) if user_col else None
+    pids = frame[pid_col].to_numpy(dtype=np.int64) if pid_col else np.full(n, -1, dtype=np.int64)
+    usyms = usyms if usyms is not None else UserSymbols()
+    if uid is not None:
+        for pid in np.unique(pids[uid >= 0]).tolist():
+            if pid > 0:
+                usyms.remember(pid)
+    folded = fold_stacks([stack_of(i) for i in kid.tolist()] if kid is not None else None,
+                         [stack_of(i) for i in uid.tolist()] if uid is not None else None,
+                         pids, usyms=usyms)
+    for i in range(n):
+        missing = [marker for ids, marker in ((uid, MISSING_USER), (kid, MISSING_KERNEL))
+                   if ids is not None and ids[i] < 0 and ids[i] != _EFAULT]
+        if missing:
+            folded[i] = ";".join([p for p in (folded[i],) if p] + missing)
+    return folded
+
+
+_EFAULT = -14  # bpf_get_stackid: no stack of that kind here (a kernel thread's user stack)
+
+
+def _fold_each(frame, user_col, kernel_col, pid_col, stack_table, symbolize) -> list[str]:
+    id_cols = [c for c in (user_col, kernel_col) if c]
     cache: dict[tuple, str] = {}
     stacks = []
     for row in frame[id_cols + ([pid_col] if pid_col else [])].itertuples(index=False):
@@ -91,15 +150,7 @@ def stacks_frame(frame: pd.DataFrame, user_col, kernel_col, stack_table, symboli
             kernel = symbolize("kernel", kmaps.read_stack(stack_table, kid), pid) if kid >= 0 else []
             cache[cache_key] = ";".join(list(reversed(user)) + list(reversed(kernel)))
         stacks.append(cache[cache_key])
-    out = frame[key_cols].copy()
-    out["stack"] = stacks
-    for col in value_cols:
-        out[col] = frame[col].to_numpy()
-    group = [c for c in key_cols if c not in ("cpu",)] + ["stack"]
-    out = out.groupby(group, sort=False, dropna=False)[value_cols].sum().reset_index()
-    if value_cols != ["value"] and "value" not in out.columns:
-        out["value"] = out[value_cols[0]]
-    return out.sort_values("value", ascending=False, kind="stable").reset_index(drop=True)
+    return stacks
 
 
 def bcc_symbolizer(bpf):
@@ -117,8 +168,12 @@ def bcc_symbolizer(bpf):
 
 
 def build_trace(program, sinks: dict, *, per_cpu: bool = False, hist_series=None,
-                lost_extra: dict | None = None, meta: dict | None = None) -> Trace:
-    """A Trace of everything the program has produced so far."""
+                lost_extra: dict | None = None, meta: dict | None = None, usyms=None) -> Trace:
+    """A Trace of everything the program has produced so far.
+
+    usyms: a bpfnb.symbols.UserSymbols that remembered the traced processes
+    while they ran (default: a fresh one, so only live processes resolve).
+    """
     b = program.bpf
     trace = Trace(meta=meta or {})
     lost = {name: sink.lost for name, sink in sinks.items()}
@@ -126,14 +181,13 @@ def build_trace(program, sinks: dict, *, per_cpu: bool = False, hist_series=None
         lost[name] = lost.get(name, 0) + n
     for name, sink in sinks.items():
         trace.add("events", name, event_frame(sink))
-    symbolize = bcc_symbolizer(b)
     stack_table = b[program.outputs.stack_tables[0]] if program.outputs.stack_tables else None
     for name in program.outputs.maps:
         frame = map_frame(b[name], per_cpu=per_cpu)
         trace.add("map", name, frame)
         user_col, kernel_col = stack_columns(frame.columns)
         if stack_table is not None and (user_col or kernel_col):
-            trace.add("stacks", name, stacks_frame(frame, user_col, kernel_col, stack_table, symbolize))
+            trace.add("stacks", name, stacks_frame(frame, user_col, kernel_col, stack_table, usyms=usyms))
     for name, hist_type in program.outputs.hists.items():
         if hist_series and name in hist_series:
             trace.add("hist", name, hist_series[name])

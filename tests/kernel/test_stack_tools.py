@@ -1,0 +1,198 @@
+"""Real captures with profile, offcputime and offwaketime against known workloads."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import bpfnb
+from tests.workloads.runner import Workload
+
+pytestmark = pytest.mark.kernel
+
+PINGPONG_C = Path(__file__).resolve().parent.parent / "workloads" / "pingpong.c"
+
+
+@pytest.fixture(scope="session")
+def pingpong_bin(tmp_path_factory) -> Path:
+    """tests/workloads/pingpong.c, built with frame pointers so user stacks unwind."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler to build the test workload (apt-get install gcc)")
+    out = tmp_path_factory.mktemp("pingpong") / "bpfnb_pingpong"
+    subprocess.run([cc, "-O1", "-g", "-fno-omit-frame-pointer", "-fno-inline", "-o", str(out),
+                    str(PINGPONG_C)], check=True)
+    return out
+
+
+class Blocker:
+    """pingpong.c started and waiting on stdin; .pids from its first line."""
+
+    def __init__(self, binary, *args):
+        self.proc = subprocess.Popen([str(binary), *map(str, args)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+        self.pids = [int(p) for p in self.proc.stdout.readline().split()]
+
+    def release(self):
+        self.proc.stdin.write(b"x")
+        self.proc.stdin.close()
+
+    def wait(self):
+        assert self.proc.wait(timeout=30) == 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def frames(stack: str) -> list[str]:
+    return stack.split(";")
+
+
+def has(stack_frames: list[str], pattern: str) -> bool:
+    return any(re.search(pattern, f) for f in stack_frames)
+
+
+# -- profile -----------------------------------------------------------------------
+def test_profile_finds_the_spinning_function(kernel, workload_bin):
+    hz, spin_ms = 99, 1200
+    with Workload(workload_bin, spin_ms=spin_ms) as w:
+        t = bpfnb.tools.profile(duration=2, hz=hz, on_attach=w.release)
+        w.wait()
+    stacks = t.stacks()
+    assert list(stacks.columns) == ["comm", "pid", "stack", "value"]
+    assert (stacks["pid"] != 0).all()  # idle left out
+    mine = stacks[stacks["pid"] == w.pid]
+    assert set(mine["comm"]) == {"bpfnb_workload"}
+    samples = int(mine["value"].sum())
+    # on-CPU for at most spin_ms; the CPU may be shared with other work
+    assert 0.3 * hz * spin_ms / 1000 <= samples <= 1.1 * hz * spin_ms / 1000 + 3
+    in_spin = int(mine[mine["stack"].map(lambda s: "bpfnb_spin" in frames(s))]["value"].sum())
+    assert in_spin >= 0.8 * samples, mine.to_string()
+    assert t.meta["tool"]["attach"] == ["perf:cpu-clock"]
+    assert f"perf:cpu-clock:{hz}=on_sample" in t.meta["probes"]
+    assert t.lost == {"counts": 0}
+    svg = bpfnb.flamegraph(t).to_svg()
+    assert "bpfnb_spin" in svg and "bpfnb_workload" in svg
+
+
+def test_profile_of_one_process_user_stacks_only(kernel, workload_bin):
+    with Workload(workload_bin, spin_ms=800) as w:
+        t = bpfnb.tools.profile(duration=1.2, hz=99, pid=w.pid, kernel=False, on_attach=w.release)
+        w.wait()
+    stacks = t.stacks()
+    assert set(stacks["pid"]) == {w.pid}
+    by_stack = stacks.groupby("stack")["value"].sum()
+    assert by_stack.idxmax() == "bpfnb_spin"   # the leaf frame, symbolized; no kernel frames
+    assert not stacks["stack"].str.contains("entry_SYSCALL|asm_", regex=True).any()
+    assert t.meta["tool"]["options"]["kernel"] is False
+
+
+def test_capture_stacks_are_symbolized_in_bulk(kernel, workload_bin):
+    """A user's own program with BPF_STACK_TRACE: Trace.stacks() from snapshot.py."""
+    source = r"""
+    #include <uapi/linux/bpf_perf_event.h>
+    struct key_t { u32 pid; int user_stack_id; int kernel_stack_id; };
+    BPF_HASH(counts, struct key_t, u64);
+    BPF_STACK_TRACE(stack_traces, 1024);
+    int on_sample(struct bpf_perf_event_data *ctx) {
+        u32 pid = bpf_get_current_pid_tgid() >> 32;
+        if (pid != TARGET) return 0;
+        struct key_t key = {.pid = pid};
+        key.user_stack_id = stack_traces.get_stackid(&ctx->regs, BPF_F_USER_STACK);
+        key.kernel_stack_id = stack_traces.get_stackid(&ctx->regs, 0);
+        counts.increment(key);
+        return 0;
+    }
+    """
+    with Workload(workload_bin, spin_ms=1500) as w:
+        with bpfnb.Program(source, defines={"TARGET": w.pid}, attach=["perf:cpu-clock:99=on_sample"]) as prog:
+            with prog.run() as run:
+                w.release()
+                time.sleep(0.8)
+                t = run.snapshot()  # the workload still runs: its symbols resolve
+    stacks = t.stacks("counts")
+    assert list(stacks.columns) == ["pid", "stack", "value"]
+    total = int(stacks["value"].sum())
+    assert total >= 20
+    in_spin = stacks[stacks["stack"].map(lambda s: "bpfnb_spin" in frames(s))]["value"].sum()
+    assert in_spin >= 0.8 * total
+    assert not stacks["stack"].str.contains("bpf_prog_").any()
+
+
+# -- offcputime --------------------------------------------------------------------
+def test_offcputime_shows_the_nanosleep_path(kernel, pingpong_bin):
+    count, ms = 20, 10
+    with Blocker(pingpong_bin, "sleep", count, ms) as sleeper:
+        (pid,) = sleeper.pids
+        t = bpfnb.tools.offcputime(duration=1.5, pid=pid, on_attach=sleeper.release)
+        sleeper.wait()
+    stacks = t.stacks()
+    assert set(stacks["pid"]) == {pid} and set(stacks["comm"]) == {"bpfnb_sleeper"}
+    asleep = stacks[stacks["stack"].map(
+        lambda s: has(frames(s), r"nanosleep") and has(frames(s), r"^(__)?schedule$"))]
+    assert len(asleep) >= 1, stacks.to_string()
+    us = int(asleep["value"].sum())
+    assert count * ms * 1000 <= us <= count * ms * 1000 * 1.5, us
+    # user frames resolved too: the program's main is below the libc call
+    assert asleep["stack"].map(lambda s: "main" in frames(s)).any()
+    assert t.meta["tool"]["attach"] == ["tracepoint:sched:sched_switch"]
+    assert "kprobe" not in " ".join(t.meta["probes"])
+    svg = bpfnb.flamegraph(t, kind="offcpu").to_svg()
+    assert "do_nanosleep" in svg
+
+
+def test_offcputime_min_us_leaves_out_short_blocks(kernel, pingpong_bin):
+    with Blocker(pingpong_bin, "sleep", 10, 5) as sleeper:
+        (pid,) = sleeper.pids
+        t = bpfnb.tools.offcputime(duration=1.0, pid=pid, min_us=50_000, on_attach=sleeper.release)
+        sleeper.wait()
+    stacks = t.stacks()
+    assert not stacks["stack"].str.contains("nanosleep").any(), stacks.to_string()
+    assert t.meta["tool"]["options"]["min_us"] == 50_000
+
+
+def test_offcputime_rejects_impossible_options():
+    with pytest.raises(bpfnb.tools.ToolError, match="max_us"):
+        bpfnb.tools.offcputime(min_us=10, max_us=5)
+    with pytest.raises(bpfnb.tools.ToolError, match="no stack"):
+        bpfnb.tools.offcputime(user=False, kernel=False)
+
+
+# -- offwaketime -------------------------------------------------------------------
+def test_offwaketime_pairs_pipe_reader_with_writer(kernel, pingpong_bin):
+    rounds = 20000
+    with Blocker(pingpong_bin, "pingpong", rounds) as pp:
+        ping, pong = pp.pids
+        t = bpfnb.tools.offwaketime(duration=2, pid=ping, on_attach=pp.release)
+        pp.wait()
+    stacks = t.stacks()
+    assert set(stacks["pid"]) == {ping} and set(stacks["comm"]) == {"bpfnb_ping"}
+    rows = []
+    for stack, us in zip(stacks["stack"], stacks["value"]):
+        parts = frames(stack)
+        assert parts.count("--") == 1, stack
+        cut = parts.index("--")
+        rows.append((parts[:cut], parts[cut + 1:-1], parts[-1], int(us)))
+    piped = [r for r in rows if has(r[0], r"pipe_read") and has(r[1], r"pipe_write")]
+    assert piped, "\n".join(stacks["stack"])
+    blocked, waker, waker_name, _ = max(piped, key=lambda r: r[3])
+    assert waker_name == "bpfnb_pong"
+    assert has(blocked, r"^(__)?schedule$") and "main" in blocked  # user frames resolved
+    # waker printed leaf to root: try_to_wake_up first, the pipe write below it, user frames last
+    assert has(waker[:3], r"try_to_wake_up")
+    assert waker.index(next(f for f in waker if "pipe_write" in f)) < waker.index("pingpong")
+    total_us = sum(r[3] for r in piped)
+    assert 0 < total_us < 2_000_000
+    assert t.meta["tool"]["attach"] == ["tracepoint:sched:sched_waking", "tracepoint:sched:sched_switch"]
+    svg = bpfnb.flamegraph(t, kind="offwake").to_svg()
+    assert "pipe_write" in svg and "bpfnb_pong" in svg and "--" in svg
