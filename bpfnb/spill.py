@@ -20,7 +20,10 @@ output, plus the chunk being filled per output) exceed `memory_limit`
 bytes or `row_limit` records, and then every output's completed chunks are
 written as one part each and dropped. The floor is therefore one chunk per
 output: a limit below that spills every chunk as soon as it is full.
-`meta["spill"]["peak_held_bytes"]` reports the highest amount held.
+A ring buffer is read in blocks of whatever has arrived, so a single read
+can exceed the limit for a moment; it is written out at once.
+`meta["spill"]` reports the highest amount held (`peak_held_bytes`, the
+block just read included) and kept between reads (`peak_retained_bytes`).
 
 Only event outputs spill; maps and histograms are bounded by their size in
 the kernel and stay in the Trace. The events frames of the returned Trace
@@ -80,11 +83,12 @@ class Spill:
                              "choose a writable spill_dir") from None
         self.memory_limit = memory_limit
         self.row_limit = row_limit
-        self.host = host or socket.gethostname()
+        self.host = host  # None: the trace's host
         self.sinks: dict = {}
         self.parts: dict[str, list[dict]] = {}
-        self.peak_held_bytes = 0
+        self.peak_held_bytes = 0      # before a spill decision: includes the batch just read
         self.peak_held_rows = 0
+        self.peak_retained_bytes = 0  # after it: what stays in memory between reads
         self.spills = 0
 
     # -- during the capture ------------------------------------------------------
@@ -112,6 +116,8 @@ class Spill:
         if over_bytes or over_rows:
             for sink_name in self.sinks:
                 self._write(sink_name)
+            nbytes, rows = self.held()
+        self.peak_retained_bytes = max(self.peak_retained_bytes, nbytes)
 
     def _write(self, name: str) -> None:
         """Every completed chunk of one output -> one Parquet part; memory freed."""
@@ -158,11 +164,13 @@ class Spill:
             "row_limit": self.row_limit,
             "peak_held_bytes": self.peak_held_bytes,
             "peak_held_rows": self.peak_held_rows,
+            "peak_retained_bytes": self.peak_retained_bytes,
             "spills": self.spills,
             "outputs": outputs,
         }
         trace.meta["spill"] = info
-        document = {"format": FORMAT, "version": 1, "host": trace.meta.get("host", self.host),
+        host = self.host or trace.meta.get("host") or socket.gethostname()
+        document = {"format": FORMAT, "version": 1, "host": host,
                     "kernel": trace.meta.get("kernel", platform.release()),
                     "start_wall": trace.meta.get("start_wall"), "end_wall": trace.meta.get("end_wall"),
                     "lost": trace.lost, **info}

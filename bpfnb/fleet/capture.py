@@ -424,7 +424,8 @@ def _run_program(job: Job, options: dict, reached_start, report: dict, label: st
             _wait_for_go(job, report, poll=run.poll)
             # the duration counts from the common start, not from this worker's attach
             run.duration = None if job.duration is None else run.elapsed() + job.duration
-            run.wait()
+            if run.wait() == "stop button":  # Run's name for should_stop; here it is FleetRun.stop()
+                run.stopped_by = "fleet stop"
         if spill is not None:
             spill.flush(run.sinks)
         trace = run.snapshot()
