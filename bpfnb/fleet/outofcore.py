@@ -180,7 +180,8 @@ def load_many(where, *, kind: str = "events", name: str | None = None, engine: s
               con=None, view: str | None = None):
     """Every trace's output `name` of `kind` as one lazy table.
 
-    engine "dask": a dask.dataframe.DataFrame, one partition per file.
+    engine "dask": a dask.dataframe.DataFrame, one partition per file (text
+    columns in Dask's string dtype, per its dataframe.convert-string setting).
     engine "duckdb": a DuckDB relation on `con` (a new in-memory connection
     if None); with view="events" it is also a view of that name on `con`.
     """

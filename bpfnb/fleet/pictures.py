@@ -73,8 +73,10 @@ def hist(data, name: str | None = None, *, hosts=None, ax=None, **options):
         attrs = dict(frame.attrs)
         frame = frame.groupby([HOST, "low", "high"], sort=False, as_index=False)["count"].sum()
         frame.attrs = attrs
-    order = {h: i for i, h in enumerate(chosen)}
-    frame = frame.sort_values(HOST, key=lambda s: s.map(order), kind="stable")
+    # categories keep the fleet's host order (plot.hist sorts its groups)
+    attrs = dict(frame.attrs)
+    frame = frame.assign(**{HOST: pd.Categorical(frame[HOST], categories=chosen)})
+    frame.attrs = attrs
     return plot_hist(frame, ax=ax, by=HOST, layout="small_multiples", **options)
 
 
