@@ -101,6 +101,28 @@ def stacks_frame(frame: pd.DataFrame, user_col, kernel_col, stack_table, symboli
 
 
 def _fold_in_bulk(frame, user_col, kernel_col, pid_col, stack_table, usyms) -> list[str]:
+    n = len(frame)
+    return fold_stack_ids(
+        frame[kernel_col].to_numpy(dtype=np.int64) if kernel_col else None,
+        frame[user_col].to_numpy(dtype=np.int64) if user_col else None,
+        frame[pid_col].to_numpy(dtype=np.int64) if pid_col else np.full(n, -1, dtype=np.int64),
+        lambda stack_id: kmaps.read_stack(stack_table, stack_id), usyms)
+
+
+_EFAULT = -14  # bpf_get_stackid: no stack of that kind here (a kernel thread's user stack)
+
+
+def fold_stack_ids(kernel_ids, user_ids, pids, read_stack, usyms=None) -> list[str]:
+    """One folded stack per row (root first, ";"-joined, "" if none) from stack ids.
+
+    kernel_ids, user_ids: int arrays of bpf_get_stackid results (None: that
+    kind was not captured); pids: the process of each row (for user
+    symbols, through usyms, a bpfnb.symbols.UserSymbols; -1: unknown).
+    read_stack(id) -> addresses leaf first; each id is read once. -EFAULT
+    (no stack of that kind) leaves the part out; other errors (-EEXIST: a
+    hash collision in the stack table, -ENOMEM) put bcc's "[Missing User
+    Stack]" / "[Missing Kernel Stack]" where those frames would be.
+    """
     from .symbols import MISSING_KERNEL, MISSING_USER, UserSymbols, fold_stacks
 
     cache: dict[int, np.ndarray] = {}
@@ -109,30 +131,31 @@ def _fold_in_bulk(frame, user_col, kernel_col, pid_col, stack_table, usyms) -> l
         if stack_id < 0:
             return None
         if stack_id not in cache:
-            cache[stack_id] = np.asarray(kmaps.read_stack(stack_table, stack_id), dtype=np.uint64)
+            cache[stack_id] = np.asarray(read_stack(stack_id), dtype=np.uint64)
         return cache[stack_id]
 
-    n = len(frame)
-    kid = frame[kernel_col].to_numpy(dtype=np.int64) if kernel_col else None
-    uid = frame[user_col].to_numpy(dtype=np.int64) if user_col else None
-    pids = frame[pid_col].to_numpy(dtype=np.int64) if pid_col else np.full(n, -1, dtype=np.int64)
+    pids = np.asarray(pids, dtype=np.int64)
+    n = len(pids)
     usyms = usyms if usyms is not None else UserSymbols()
-    if uid is not None:
-        for pid in np.unique(pids[uid >= 0]).tolist():
+    user = kernel = [""] * n
+    if user_ids is not None:
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        for pid in np.unique(pids[user_ids >= 0]).tolist():
             if pid > 0:
                 usyms.remember(pid)
-    folded = fold_stacks([stack_of(i) for i in kid.tolist()] if kid is not None else None,
-                         [stack_of(i) for i in uid.tolist()] if uid is not None else None,
-                         pids, usyms=usyms)
-    for i in range(n):
-        missing = [marker for ids, marker in ((uid, MISSING_USER), (kid, MISSING_KERNEL))
-                   if ids is not None and ids[i] < 0 and ids[i] != _EFAULT]
-        if missing:
-            folded[i] = ";".join([p for p in (folded[i],) if p] + missing)
-    return folded
+        user = fold_stacks(None, [stack_of(i) for i in user_ids.tolist()], pids, usyms=usyms)
+        user = _marked(user, user_ids, MISSING_USER)
+    if kernel_ids is not None:
+        kernel_ids = np.asarray(kernel_ids, dtype=np.int64)
+        kernel = _marked(fold_stacks([stack_of(i) for i in kernel_ids.tolist()]), kernel_ids, MISSING_KERNEL)
+    return [f"{u};{k}" if u and k else (u or k) for u, k in zip(user, kernel)]
 
 
-_EFAULT = -14  # bpf_get_stackid: no stack of that kind here (a kernel thread's user stack)
+def _marked(parts: list[str], ids: np.ndarray, marker: str) -> list[str]:
+    bad = np.flatnonzero((ids < 0) & (ids != _EFAULT)).tolist()
+    for i in bad:
+        parts[i] = marker
+    return parts
 
 
 def _fold_each(frame, user_col, kernel_col, pid_col, stack_table, symbolize) -> list[str]:

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .. import system
-from ..symbols import UserSymbols, stacks_frame
+from ..snapshot import fold_stack_ids
+from ..symbols import UserSymbols
 from ..trace import Trace
 from . import _base
 from ._base import Route, ToolError
@@ -219,18 +220,9 @@ def missing_stacks(stacks: pd.DataFrame) -> int:
 def fold_rows(rows: pd.DataFrame, read_stack, usyms: UserSymbols, *, kernel: str | None,
               user: str | None, pid: str) -> list[str]:
     """One folded stack (root first, ";"-joined; "" if none) per row of stack ids."""
-    if not len(rows):
-        return []
-    tagged = pd.DataFrame({"row": np.arange(len(rows)), "one": 1, pid: rows[pid].to_numpy()})
-    for col in (kernel, user):
-        if col is not None:
-            tagged[col] = rows[col].to_numpy()
-    folded = stacks_frame(tagged, read_stack, kernel=kernel, user=user, pid=pid, value="one",
-                          keys=["row"], usyms=usyms)
-    out = [""] * len(rows)
-    for row, stack in zip(folded["row"].tolist(), folded["stack"].tolist()):
-        out[row] = stack
-    return out
+    return fold_stack_ids(rows[kernel].to_numpy() if kernel else None,
+                          rows[user].to_numpy() if user else None,
+                          rows[pid].to_numpy(), read_stack, usyms)
 
 
 def summed(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

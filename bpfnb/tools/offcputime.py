@@ -103,12 +103,12 @@ def offcputime(duration: float | None = 5, *, pid: int | None = None, min_us: in
     frames down to __schedule. A block still in progress when the capture
     ends is not counted. bpfnb.flamegraph(t, kind="offcpu") draws it.
     """
-    route = plan()
     _stacks.check_options(user=user, kernel=kernel, stack_storage=stack_storage, duration=duration)
     min_us, max_us = _bounds(min_us, max_us)
     if state is not None and not 0 <= int(state) <= 255:
         raise ToolError(f"state={state}: give a task state as sched_switch reports it "
                         "(0 runnable, 1 sleeping S, 2 uninterruptible D), or None for all")
+    route = plan()
     defines = {**pid_defines(pid), **_stacks.stack_defines(user, kernel, stack_storage),
                "MIN_US": f"{min_us}ULL", "MAX_US": f"{max_us}ULL",
                "STATE": -1 if state is None else int(state)}

@@ -146,9 +146,9 @@ def offwaketime(duration: float | None = 5, *, pid: int | None = None, min_us: i
     kind="offwake") draws it with the blocked part in blue and the waker
     above in aqua.
     """
-    route = plan()
     _stacks.check_options(user=user, kernel=kernel, stack_storage=stack_storage, duration=duration)
     min_us, max_us = _bounds(min_us, max_us)
+    route = plan()
     defines = {**pid_defines(pid), **_stacks.stack_defines(user, kernel, stack_storage),
                "MIN_US": f"{min_us}ULL", "MAX_US": f"{max_us}ULL"}
 

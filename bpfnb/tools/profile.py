@@ -76,11 +76,11 @@ def profile(duration: float | None = 5, *, hz: int = 49, pid: int | None = None,
     bcc's `profile -f` folds them. bpfnb.flamegraph(trace) draws it; pass
     keys=["comm"] to merge the processes of one program.
     """
-    route = plan()
     hz = int(hz)
     if not 1 <= hz <= 100_000:
         raise ToolError(f"hz={hz}: sample between 1 and 100000 times a second (49 or 99 are usual)")
     _stacks.check_options(user=user, kernel=kernel, stack_storage=stack_storage, duration=duration)
+    route = plan()
     defines = {**pid_defines(pid), **_stacks.stack_defines(user, kernel, stack_storage),
                "INCLUDE_IDLE": int(bool(include_idle))}
     return _stacks.capture(

@@ -196,3 +196,60 @@ def test_offwaketime_pairs_pipe_reader_with_writer(kernel, pingpong_bin):
     assert t.meta["tool"]["attach"] == ["tracepoint:sched:sched_waking", "tracepoint:sched:sched_switch"]
     svg = bpfnb.flamegraph(t, kind="offwake").to_svg()
     assert "pipe_write" in svg and "bpfnb_pong" in svg and "--" in svg
+
+
+# -- folding (real kallsyms, made-up stacks) ------------------------------------
+class FakeUserSymbols:
+    NAMES = {0x1000: "main", 0x2000: "bpfnb_pass", 0x3000: "write"}
+
+    def remember(self, pid):
+        return True
+
+    def resolve(self, pid, addresses):
+        return [self.NAMES.get(int(a), "[unknown]") for a in addresses]
+
+
+@pytest.fixture(scope="module")
+def stack_table():
+    from bpfnb.symbols import kernel_symbols
+
+    ksyms = kernel_symbols()
+    want = ["__schedule", "schedule", "do_nanosleep", "try_to_wake_up", "anon_pipe_write", "pipe_write"]
+    at = {n: int(a) for a, n in zip(ksyms.addresses, ksyms.names) if n in want}
+    write = "anon_pipe_write" if "anon_pipe_write" in at else "pipe_write"
+    return {
+        1: [at["__schedule"], at["schedule"], at["do_nanosleep"]],   # leaf first, as bcc walks
+        2: [0x2000, 0x1000],
+        3: [at["try_to_wake_up"], at[write]],
+        4: [0x3000, 0x1000],
+    }, write
+
+
+def test_fold_stack_ids_puts_missing_markers_where_bcc_does(kernel, stack_table):
+    from bpfnb.snapshot import fold_stack_ids
+
+    table, _ = stack_table
+    got = fold_stack_ids([1, -17, 1, 1], [2, 2, -14, -17], [5, 5, 5, 5], table.get, FakeUserSymbols())
+    assert got == [
+        "main;bpfnb_pass;do_nanosleep;schedule;__schedule",
+        "main;bpfnb_pass;[Missing Kernel Stack]",
+        "do_nanosleep;schedule;__schedule",                       # -EFAULT: no user stack
+        "[Missing User Stack];do_nanosleep;schedule;__schedule",
+    ]
+
+
+def test_offwake_fold_is_bcc_offwaketime_f_layout(kernel, stack_table):
+    import pandas as pd
+
+    from bpfnb.tools.offwaketime import fold_offwake
+
+    table, write = stack_table
+    rows = pd.DataFrame({"pid": [7, 7], "waker_pid": [8, 8], "user_stack_id": [2, 2],
+                         "kernel_stack_id": [1, 1], "waker_user_stack_id": [4, 4],
+                         "waker_kernel_stack_id": [3, 3], "comm": ["ping", "ping"],
+                         "waker_comm": ["pong", "pong"], "value": [10, 32]})
+    got = fold_offwake(rows, table.get, FakeUserSymbols(), user=True, kernel=True)
+    assert got.to_dict("records") == [{
+        "comm": "ping", "pid": 7, "value": 42,
+        "stack": f"main;bpfnb_pass;do_nanosleep;schedule;__schedule;--;try_to_wake_up;{write};write;main;pong",
+    }]
