@@ -17,7 +17,7 @@ struct exec_t {
     u32 ppid;
     s32 ret;
     u32 argc;
-    u32 pad;
+    u32 truncated;       /* more than MAX_ARGS arguments */
     char comm[16];
     char filename[ARG_LEN];
     u8 argv[MAX_ARGS * ARG_LEN];  /* bcc's ctypes mis-size 2-D char arrays */
@@ -60,6 +60,9 @@ static __always_inline int on_exec_enter(const char *filename, const char *const
         bpf_probe_read_user_str(&e->argv[i * ARG_LEN], ARG_LEN, arg);
         e->argc = i + 1;
     }
+    const char *more = NULL;
+    if (e->argc == MAX_ARGS) bpf_probe_read_user(&more, sizeof(more), &argv[MAX_ARGS]);
+    e->truncated = more != NULL;
     inflight.update(&tid, e);
     return 0;
 }
@@ -124,7 +127,8 @@ def execsnoop(duration: float = 5, *, ppid: int | None = None, failed: bool = Fa
 
     Returns a Trace with events "execs": ts, time, pid, tid, ppid, comm (after
     the exec), filename (as passed to execve), argv (list of str), args (argv
-    joined with spaces), argc, ret (0 or -errno).
+    joined with spaces), argc, truncated (True when there were more than
+    max_args arguments), ret (0 or -errno).
     """
     route = plan()
     if not 1 <= int(max_args) <= 32:
@@ -136,7 +140,7 @@ def execsnoop(duration: float = 5, *, ppid: int | None = None, failed: bool = Fa
                                                       line=line, max_args=max_args))
     frame = raw.events("execs")
     argv = [_base.strings(cells.reshape(-1, ARG_LEN))[: int(n)] for cells, n in zip(frame["argv"], frame["argc"])]
-    frame = frame.drop(columns=["pad"]).assign(argv=argv, args=[" ".join(a) for a in argv])
+    frame = frame.assign(argv=argv, args=[" ".join(a) for a in argv], truncated=frame["truncated"].astype(bool))
     frame["ppid"] = _fill_ppid(frame["ppid"].to_numpy(), frame["pid"].to_numpy())
     if failed:
         frame = frame[frame["ret"] != 0]
@@ -145,7 +149,8 @@ def execsnoop(duration: float = 5, *, ppid: int | None = None, failed: bool = Fa
     if line:
         frame = frame[frame["args"].map(lambda s: re.search(line, s) is not None)]
     frame = _base.ordered(_base.with_time(raw, frame),
-                          ["ts", "time", "pid", "tid", "ppid", "comm", "ret", "filename", "args", "argv", "argc"])
+                          ["ts", "time", "pid", "tid", "ppid", "comm", "ret", "filename", "args", "argv", "argc",
+                           "truncated"])
     return _base.result(raw, {("events", "execs"): frame},
                         note_if_empty="no exec() happened during the capture (or none matched the filters)")
 

@@ -112,3 +112,15 @@ def test_cachestat_misses_then_hits_reading_a_file_twice(kernel, rootfs_dir):
     assert stats["hits"].sum() >= pages          # the second is served from it
     assert (stats["start_s"] == stats["interval"] * 0.5).all()
     assert stats["cached_mb"].notna().any()
+
+
+def test_biolatency_interval_histograms(kernel, rootfs_dir):
+    path = os.path.join(rootfs_dir, "direct.bin")
+    code = f"PATH, SIZE = {path!r}, {MIB}\n" + DIRECT_WRITE
+    with Released(code) as w:
+        t = bpfnb.tools.biolatency(duration=1.3, interval=0.5, pid=w.pid, on_attach=w.release)
+        w.wait()
+    hist = t.hist()
+    assert list(hist.columns) == ["time", "low", "high", "count"]
+    assert hist["count"].sum() >= 1 and hist["time"].min() > 0
+    assert hist.attrs["interval"] == 0.5

@@ -107,3 +107,12 @@ def test_runqlat_per_process_histograms(kernel):
     assert {"pid", "low", "high", "count"} <= set(hist.columns)
     assert hist.attrs["unit"] == "msecs"
     assert {w.pid for w in workers} & set(hist["pid"])
+
+
+def test_execsnoop_marks_truncated_argument_lists(kernel):
+    code = "import os\nos.execv('/bin/true', ['/bin/true'] + [str(i) for i in range(10)])"
+    with Released(code) as w:
+        t = bpfnb.tools.execsnoop(duration=1, max_args=4, on_attach=w.release)
+        w.wait()
+    row = t.events().set_index("pid").loc[w.pid]
+    assert row["argv"] == ["/bin/true", "0", "1", "2"] and row["truncated"]
