@@ -4,7 +4,6 @@ gethostlatency, runqlat."""
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
