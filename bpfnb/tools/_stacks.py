@@ -29,6 +29,11 @@ REMEMBER_EVERY = 0.1  # seconds between looks for new processes
 DEFAULT_STACK_STORAGE = 16384  # stacks the table holds (bcc's default)
 MAX_ENTRIES = 65536  # distinct (process, stacks) rows and threads tracked
 
+# attach point every stack tool adds (STACKS_C's exec watcher)
+EXEC_NEED = "tracepoint:sched:sched_process_exec"
+EXEC_WHY = ("; sched:sched_process_exec tells when a process runs a new program, so its user "
+            "symbols are read again")
+
 # drop counter slots (the C and the report share them)
 DROPS = {0: "rows not recorded: the counts map was full",
          1: "blocked threads not timed: the thread map was full",

@@ -63,7 +63,7 @@ TRACEPOINT_PROBE(sched, sched_switch) {
 ROUTES = [
     Route(
         "sched_switch tracepoint",
-        needs=("tracepoint:sched:sched_switch",),
+        needs=("tracepoint:sched:sched_switch", _stacks.EXEC_NEED),
         measures="time threads spend off CPU (blocked, sleeping or preempted), in microseconds, by the "
                  "user and kernel stacks they left the CPU in",
         differs_from_bcc="bcc's offcputime uses a kprobe on finish_task_switch and takes the stacks at "
@@ -115,7 +115,7 @@ def offcputime(duration: float | None = 5, *, pid: int | None = None, min_us: in
     return _stacks.capture(
         "offcputime", SOURCE, route, duration=duration, defines=defines, pid=pid, on_attach=on_attach,
         fold=_stacks.by_process(user, kernel),
-        why=WHY,
+        why=WHY + _stacks.EXEC_WHY,
         options=dict(pid=pid, min_us=min_us, max_us=None if max_us == U64_MAX else max_us, user=user,
                      kernel=kernel, state=state, stack_storage=stack_storage),
     )

@@ -108,7 +108,7 @@ TRACEPOINT_PROBE(sched, sched_switch) {
 ROUTES = [
     Route(
         "sched_waking + sched_switch tracepoints",
-        needs=("tracepoint:sched:sched_waking", "tracepoint:sched:sched_switch"),
+        needs=("tracepoint:sched:sched_waking", "tracepoint:sched:sched_switch", _stacks.EXEC_NEED),
         measures="time threads spend asleep off CPU, in microseconds, by the stacks they blocked in "
                  "and the stacks (and name) of the thread that woke them",
         differs_from_bcc="bcc's offwaketime uses kprobes on try_to_wake_up and finish_task_switch; "
@@ -157,7 +157,7 @@ def offwaketime(duration: float | None = 5, *, pid: int | None = None, min_us: i
 
     return _stacks.capture(
         "offwaketime", SOURCE, route, duration=duration, defines=defines, pid=pid,
-        pid_fields=("pid", "waker_pid"), on_attach=on_attach, fold=fold, why=WHY,
+        pid_fields=("pid", "waker_pid"), on_attach=on_attach, fold=fold, why=WHY + _stacks.EXEC_WHY,
         counters=("unwoken",),
         options=dict(pid=pid, min_us=min_us, max_us=None if max_us == U64_MAX else max_us, user=user,
                      kernel=kernel, stack_storage=stack_storage),

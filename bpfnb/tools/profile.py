@@ -43,7 +43,7 @@ int on_sample(struct bpf_perf_event_data *ctx) {
 ROUTES = [
     PerfRoute(
         "perf cpu-clock sampling",
-        needs=("perf:cpu-clock",),
+        needs=("perf:cpu-clock", _stacks.EXEC_NEED),
         measures="on-CPU stacks (user and kernel) of whatever runs on each CPU, sampled HZ times a "
                  "second by a software timer; value = samples",
         differs_from_bcc="the same perf-event sampling as bcc's profile; samples are keyed by process "
@@ -86,7 +86,7 @@ def profile(duration: float | None = 5, *, hz: int = 49, pid: int | None = None,
     return _stacks.capture(
         "profile", SOURCE, route, duration=duration, defines=defines, pid=pid,
         fold=_stacks.by_process(user, kernel),
-        attach=[f"perf:cpu-clock:{hz}=on_sample"], on_attach=on_attach, why=WHY,
+        attach=[f"perf:cpu-clock:{hz}=on_sample"], on_attach=on_attach, why=WHY + _stacks.EXEC_WHY,
         options=dict(hz=hz, pid=pid, user=user, kernel=kernel, include_idle=include_idle,
                      stack_storage=stack_storage),
     )

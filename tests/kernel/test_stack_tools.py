@@ -78,7 +78,7 @@ def test_profile_finds_the_spinning_function(kernel, workload_bin):
     assert 0.3 * hz * spin_ms / 1000 <= samples <= 1.1 * hz * spin_ms / 1000 + 3
     in_spin = int(mine[mine["stack"].map(lambda s: "bpfnb_spin" in frames(s))]["value"].sum())
     assert in_spin >= 0.8 * samples, mine.to_string()
-    assert t.meta["tool"]["attach"] == ["perf:cpu-clock"]
+    assert t.meta["tool"]["attach"] == ["perf:cpu-clock", "tracepoint:sched:sched_process_exec"]
     assert f"perf:cpu-clock:{hz}=on_sample" in t.meta["probes"]
     assert t.lost == {"counts": 0}
     svg = bpfnb.flamegraph(t).to_svg()
@@ -95,6 +95,30 @@ def test_profile_of_one_process_user_stacks_only(kernel, workload_bin):
     assert by_stack.idxmax() == "bpfnb_spin"   # the leaf frame, symbolized; no kernel frames
     assert not stacks["stack"].str.contains("entry_SYSCALL|asm_", regex=True).any()
     assert t.meta["tool"]["options"]["kernel"] is False
+
+
+def test_profile_rereads_symbols_after_exec(kernel, workload_bin):
+    """A process seen running Python, then exec()ing the workload, resolves as the workload."""
+    import sys
+
+    code = ("import os, time\nos.read(0, 1)\nt = time.time()\nwhile time.time() - t < 0.4: pass\n"
+            f"os.execv({str(workload_bin)!r}, ['bpfnb_workload', '0', '0', '0', '0', '600'])")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    try:
+        def release():  # one byte for python, one for the workload's own start gate
+            proc.stdin.write(b"xy")
+            proc.stdin.close()
+
+        t = bpfnb.tools.profile(duration=1.6, hz=99, on_attach=release)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    mine = t.stacks()[lambda s: s["pid"] == proc.pid]
+    assert "bpfnb_workload" in set(mine["comm"])
+    after = mine[mine["comm"] == "bpfnb_workload"]
+    in_spin = after[after["stack"].map(lambda s: "bpfnb_spin" in frames(s))]["value"].sum()
+    assert after["value"].sum() >= 10 and in_spin >= 0.8 * after["value"].sum(), after.to_string()
 
 
 def test_capture_stacks_are_symbolized_in_bulk(kernel, workload_bin):
@@ -145,7 +169,7 @@ def test_offcputime_shows_the_nanosleep_path(kernel, pingpong_bin):
     assert count * ms * 1000 <= us <= count * ms * 1000 * 1.5, us
     # user frames resolved too: the program's main is below the libc call
     assert asleep["stack"].map(lambda s: "main" in frames(s)).any()
-    assert t.meta["tool"]["attach"] == ["tracepoint:sched:sched_switch"]
+    assert t.meta["tool"]["attach"] == ["tracepoint:sched:sched_switch", "tracepoint:sched:sched_process_exec"]
     assert "kprobe" not in " ".join(t.meta["probes"])
     svg = bpfnb.flamegraph(t, kind="offcpu").to_svg()
     assert "do_nanosleep" in svg
@@ -193,7 +217,8 @@ def test_offwaketime_pairs_pipe_reader_with_writer(kernel, pingpong_bin):
     assert waker.index(next(f for f in waker if "pipe_write" in f)) < waker.index("pingpong")
     total_us = sum(r[3] for r in piped)
     assert 0 < total_us < 2_000_000
-    assert t.meta["tool"]["attach"] == ["tracepoint:sched:sched_waking", "tracepoint:sched:sched_switch"]
+    assert t.meta["tool"]["attach"] == ["tracepoint:sched:sched_waking", "tracepoint:sched:sched_switch",
+                                       "tracepoint:sched:sched_process_exec"]
     svg = bpfnb.flamegraph(t, kind="offwake").to_svg()
     assert "pipe_write" in svg and "bpfnb_pong" in svg and "--" in svg
 
