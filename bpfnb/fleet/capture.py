@@ -45,7 +45,7 @@ PROGRAM_OPTIONS = ("defines", "attach", "pid", "event_limit", "buffer_pages", "p
 _HOST_META = ("host", "kernel", "bcc_version", "start_wall", "end_wall", "stopped_by",
               "monotonic_to_wall_ns", "spill")
 
-__all__ = ["capture", "start", "FleetRun", "FleetError", "host_labels", "merge", "HOST"]
+__all__ = ["capture", "start", "FleetRun", "FleetError", "host_labels", "merge", "summary", "wall_time", "HOST"]
 
 
 class FleetError(BpfnbError):
@@ -505,6 +505,18 @@ def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return repr(value)
+
+
+def summary(trace: Trace) -> pd.DataFrame:
+    """One row per host: ok, rows per output, lost events, how it stopped, the error if any."""
+    rows = []
+    for host, info in (trace.meta.get("hosts") or {}).items():
+        error = info.get("error") or {}
+        rows.append({HOST: host, "ok": bool(info.get("ok")), "kernel": info.get("kernel"),
+                     "rows": sum((info.get("rows") or {}).values()),
+                     "lost": sum((info.get("lost") or {}).values()), "stopped_by": info.get("stopped_by"),
+                     "error": f"{error['type']}: {error['message']}" if error else ""})
+    return pd.DataFrame(rows, columns=[HOST, "ok", "kernel", "rows", "lost", "stopped_by", "error"])
 
 
 def wall_time(trace: Trace, frame: pd.DataFrame, ts: str = "ts") -> pd.Series:

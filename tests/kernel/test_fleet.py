@@ -227,3 +227,26 @@ def test_fleet_capture_with_spill_loads_across_hosts(client, workload_bin, tmp_p
     assert counts.set_index("host")["d"].to_dict() == {h: n for h in hosts}
     assert {h: t.meta["hosts"][h]["spill"]["outputs"]["events"]["rows"] for h in hosts} == {h: n for h in hosts}
 
+
+
+def test_bpf_fleet_cell_magic(client, workload_bin):
+    import threading
+
+    from IPython.testing.globalipapp import start_ipython
+
+    from bpfnb.magics.fleet import FleetMagics
+
+    ip = start_ipython()
+    ip.register_magics(FleetMagics)
+    ip.user_ns["cluster_client"] = client
+    with Workload(workload_bin, n_getppid=500) as w:
+        # the magic has no start hook: release well after the ~1 s attach, inside the 5 s window
+        threading.Timer(2.0, w.release).start()
+        result = ip.run_cell(f"%%bpf_fleet -d 5 -D TARGET={w.pid} -a {ATTACH[0]} -o ft\n{PROGRAM}")
+        w.wait()
+    assert result.success, result.error_in_exec
+    t = ip.user_ns["ft"]
+    assert t.map("calls")["value"].tolist() == [500] * N_WORKERS
+    assert fleet.summary(t)["ok"].tolist() == [True] * N_WORKERS
+    bad = ip.run_cell("%%bpf_fleet --client nope\nruqlat")
+    assert not bad.success and "no dask.distributed.Client named 'nope'" in str(bad.error_in_exec)
