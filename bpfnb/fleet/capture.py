@@ -117,7 +117,7 @@ def start(client, program_or_tool: str, duration: float | None = 5, *, workers=N
 
     The returned FleetRun's .result() waits for the end and merges.
     """
-    from distributed import Queue
+    from distributed import Event, Queue
 
     client = _client(client)
     source, tool = _program_or_tool(program_or_tool)
@@ -136,7 +136,12 @@ def start(client, program_or_tool: str, duration: float | None = 5, *, workers=N
                                    workers=[addr], allow_other_workers=False, pure=False)
                for i, addr in enumerate(addresses)}
     run = FleetRun(client, job, futures)
-    run._wait_ready(queue, attach_timeout)
+    try:
+        run._wait_ready(queue, attach_timeout)
+    except BaseException:  # interrupted while waiting: let the workers finish now, not at their timeout
+        run.stop()
+        Event(job.go_event, client=client).set()
+        raise
     return run
 
 

@@ -93,7 +93,8 @@ def sources(where, kind: str = "events", name: str | None = None) -> tuple[str, 
                 f"the traces hold {len(names)} {kind} outputs ({', '.join(names) or 'none'}); "
                 f"name one, e.g. load_many(..., kind={kind!r}, name={names[0] if names else 'NAME'!r})")
         name = names[0]
-    chosen = [s for n, s in entries if n == name]
+    # a saved spilled trace and its spill folder may both be found: read each file once
+    chosen = list({str(Path(s.file).resolve()): s for n, s in entries if n == name}.values())
     if not chosen:
         raise OutOfCoreError(f"no {kind} output named {name!r} in these traces." + did_you_mean(name, names))
     return name, chosen

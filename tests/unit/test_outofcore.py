@@ -149,6 +149,10 @@ def test_spill_bounds_memory_and_reads_back_the_same_rows(tmp_path):
     assert set(back["comm"]) == {"worker"}
     res = fleet.query(tmp_path, "SELECT count(*) AS n, sum(size) AS s FROM events")
     assert int(res["n"][0]) == total and int(res["s"][0]) == int((np.arange(total) % 4096).sum())
+    # a saved spilled trace leads to its parts; found twice (trace + spill folder), read once
+    saved = trace.save(tmp_path / "saved")
+    assert int(fleet.query(saved, "SELECT count(*) AS n FROM events")["n"][0]) == total
+    assert int(fleet.query(tmp_path, "SELECT count(*) AS n FROM events")["n"][0]) == total
 
 
 def test_spill_refuses_bad_limits_and_files(tmp_path):
@@ -191,6 +195,14 @@ def test_merge_adds_host_columns_sums_lost_and_lists_failures():
     assert t.meta["hosts"]["bad-1"]["error"]["type"] == "AttachError"
     assert "host" not in t.meta and t.meta["source"] == "C"
     assert t.hist().attrs["hist_type"] == "log2"
+
+
+def test_wall_time_uses_each_hosts_clock():
+    t = merged()
+    t.meta["hosts"]["web-2"]["monotonic_to_wall_ns"] = 1_000_000_000
+    wall = fleet.wall_time(t, t.events())
+    first = wall.groupby(t.events()["host"]).min()
+    assert first["web-1"] == pd.Timestamp(0) and first["web-2"] == pd.Timestamp(1_000_000_001)
 
 
 def test_host_matrix_counts_and_aggregates_per_host_and_step():
