@@ -43,7 +43,6 @@ class Source:
     trace: str
     host: str | None
     rows: int
-    object_columns: tuple[str, ...] = ()   # saved as object (char arrays as str): kept so
 
 
 def find_traces(where) -> list[Path]:
@@ -109,10 +108,9 @@ def _entries(folder: Path, kind: str) -> list[tuple[str, Source]]:
         doc = _read_json(folder / MANIFEST)
         out = []
         for name, info in (doc.get("outputs") or {}).items():
-            objects = tuple(c["name"] for c in info.get("columns", []) if c.get("dtype") == "object")
             for part in info.get("parts", []):
                 out.append((name, Source(str(folder / part["file"]), folder.name, doc.get("host"),
-                                         int(part["rows"]), objects)))
+                                         int(part["rows"]))))
         return out
     doc = _read_json(folder / "meta.json")
     if doc.get("format") != "bpfnb-trace":
@@ -125,9 +123,8 @@ def _entries(folder: Path, kind: str) -> list[tuple[str, Source]]:
             continue
         if spilled and entry.get("rows") == 0 and Path(spilled, "spill.json").is_file():
             continue  # the rows are in the spill folder, found through it below
-        objects = tuple(c["name"] for c in entry.get("columns", []) if c.get("dtype") == "object")
         out.append((entry["name"], Source(str(folder / entry["file"]), folder.name, meta.get("host"),
-                                          int(entry.get("rows", 0)), objects)))
+                                          int(entry.get("rows", 0)))))
     if spilled and Path(spilled, "spill.json").is_file():
         out += _entries(Path(spilled), kind)
     return out
@@ -141,60 +138,78 @@ def _read_json(path: Path) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def _schema(files: list[Source]) -> tuple[list[str], pd.DataFrame]:
-    """(column order of the union, an empty frame with the first file's dtypes)."""
+def _schema(files: list[Source]) -> list[str]:
+    """The column names every file shares (files of other programs are refused)."""
     import pyarrow.parquet as pq
 
-    first = pq.read_schema(files[0].file)
-    names = [n for n in first.names if not n.startswith("__index_level_")]
+    names = [n for n in pq.read_schema(files[0].file).names if not n.startswith("__index_level_")]
     for source in files[1:]:
         other = [n for n in pq.read_schema(source.file).names if not n.startswith("__index_level_")]
         if other != names:
             raise OutOfCoreError(
                 f"{source.file} has columns {other}, but {files[0].file} has {names}: these traces "
                 "come from different programs; load them separately")
-    empty = _to_pandas(first.empty_table(), files[0])
-    return names, empty
+    return names
 
 
-def _to_pandas(table, source: Source) -> pd.DataFrame:
-    frame = table.to_pandas()
-    frame = frame[[c for c in frame.columns if not str(c).startswith("__index_level_")]]
-    for col in source.object_columns:
-        if col in frame.columns and frame[col].dtype != object:
-            frame[col] = frame[col].astype(object)
-    frame = frame.reset_index(drop=True)
-    if "trace" not in frame.columns:
-        frame["trace"] = pd.Series([source.trace] * len(frame), dtype=object)
-    if "host" not in frame.columns:
-        frame.insert(0, "host", pd.Series([source.host] * len(frame), dtype=object))
+def read_part(source: Source, columns=None, file_columns=()) -> pd.DataFrame:
+    """One Source as a Dask partition: only `columns` (Dask passes the ones a query uses).
+
+    `ddf.groupby("host")["lat_us"].max()` reads one column of each file, not
+    all. Text stays in Arrow (pandas' Arrow string dtype) and `host`/`trace`
+    are built in Arrow: no Python string per row.
+    """
+    import pyarrow.parquet as pq
+
+    columns = list(columns) if columns is not None else None
+    wanted = [c for c in (columns or file_columns) if c in file_columns]
+    return part_frame(pq.read_table(source.file, columns=wanted), source, columns)
+
+
+def part_frame(table, source: Source, columns=None) -> pd.DataFrame:
+    import pyarrow as pa
+
+    n = table.num_rows
+    extra = [("host", source.host)] if "host" not in table.column_names else []
+    extra.append(("trace", source.trace))
+    for name, value in extra:
+        if (columns is None or name in columns) and name not in table.column_names:
+            table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), n))
+    frame = table.to_pandas(types_mapper=_arrow_strings, ignore_metadata=True)
+    if columns is not None:
+        return frame[[c for c in columns if c in frame.columns]]
     return frame
 
 
-def _read_part(source: Source) -> pd.DataFrame:
-    import pyarrow.parquet as pq
+def _arrow_strings(arrow_type):
+    import pyarrow as pa
 
-    return _to_pandas(pq.read_table(source.file), source)
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype("pyarrow")
+    return None
 
 
 def load_many(where, *, kind: str = "events", name: str | None = None, engine: str = "dask",
               con=None, view: str | None = None):
     """Every trace's output `name` of `kind` as one lazy table.
 
-    engine "dask": a dask.dataframe.DataFrame, one partition per file (text
-    columns in Dask's string dtype, per its dataframe.convert-string setting).
+    engine "dask": a dask.dataframe.DataFrame, one partition per file, reading
+    only the columns a query uses; text columns in pandas' Arrow string dtype.
     engine "duckdb": a DuckDB relation on `con` (a new in-memory connection
     if None); with view="events" it is also a view of that name on `con`.
     """
     if engine not in ENGINES:
         raise OutOfCoreError(f"engine={engine!r}: use one of {', '.join(ENGINES)}")
     _, files = sources(where, kind, name)
-    columns, empty = _schema(files)
+    columns = _schema(files)
     if engine == "dask":
         import dask.dataframe as dd
+        import pyarrow.parquet as pq
 
-        return dd.from_map(_read_part, files, meta=empty, enforce_metadata=False,
-                           label="bpfnb-load-many")
+        order = (["host"] if "host" not in columns else []) + columns + (["trace"] if "trace" not in columns else [])
+        meta = part_frame(pq.read_schema(files[0].file).empty_table(), files[0], order)
+        return dd.from_map(read_part, files, meta=meta, enforce_metadata=False, label="bpfnb-load-many",
+                           file_columns=tuple(columns))
     return _duckdb_relation(files, columns, con, view)
 
 
