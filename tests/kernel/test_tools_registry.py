@@ -89,7 +89,10 @@ def test_run_tool_cli_saves_the_trace(kernel, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = start_ipython()
+    from IPython.core.interactiveshell import InteractiveShell
+
+    # another test may already have made the process's one InteractiveShell
+    shell = InteractiveShell.instance() if InteractiveShell.initialized() else start_ipython()
     shell.register_magics(ToolMagics)
     return shell
 
