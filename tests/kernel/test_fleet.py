@@ -143,14 +143,17 @@ def test_every_worker_failing_is_an_error_with_the_reports(client):
 
 
 def test_a_tool_by_name_runs_on_every_worker(client, workload_bin):
-    procs = []
+    pids = []
 
     def on_start(run):  # one exec of a fresh process, seen by every host
-        procs.append(subprocess.run([str(workload_bin), "0", "0", "0", "0"], input=b"x", check=True))
+        proc = subprocess.Popen([str(workload_bin), "0", "0", "0", "0"], stdin=subprocess.PIPE)
+        proc.communicate(b"x")
+        assert proc.returncode == 0
+        pids.append(proc.pid)
 
     t = fleet.capture(client, "execsnoop", duration=1.5, on_start=on_start)
     execs = t.events()
-    mine = execs[execs["filename"].astype(str).str.endswith("bpfnb_workload")]
+    mine = execs[(execs["pid"] == pids[0]) & (execs["filename"].astype(str) == str(workload_bin))]
     assert mine.groupby("host").size().to_dict() == {h: 1 for h in t.meta["fleet"]["hosts"]}
     assert t.meta["fleet"]["tool"] == "execsnoop"
     for info in t.meta["hosts"].values():
