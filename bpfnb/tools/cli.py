@@ -137,6 +137,10 @@ def run_tool_cli(argv) -> int:
     from ..display import trace_text
 
     print(trace_text(trace))
+    tool = trace.meta.get("tool", {})
+    print(f"{name}: attached to {', '.join(tool.get('attach', [])) or '?'}")
+    if tool.get("note"):
+        print(f"{name}: {tool['note']}")
     if out:
         print(f"saved to {trace.save(out)}")
     return 0
