@@ -264,8 +264,9 @@ def capture(source: str, duration: float | None = 5, *, defines: dict | None = N
     Returns a Trace; see DESIGN.md. With live=True a live view (histogram or
     heat map, elapsed time, Stop button; text outside notebooks) updates
     every `interval` seconds (default 1). With hist_interval=True each
-    histogram is read and cleared every interval, so `trace.hist(name)` has a
-    `time` column (an in-kernel heat map). With spill_dir=PATH, events are
+    histogram is read every interval and differenced against the previous
+    read, so `trace.hist(name)` has a `time` column with per-interval counts
+    (an in-kernel heat map). With spill_dir=PATH, events are
     written to Parquet parts under PATH whenever memory holds more than
     memory_limit bytes (bpfnb.spill; pass event_limit=None for long runs).
     """

@@ -6,11 +6,17 @@ from __future__ import annotations
 
 def load_ipython_extension(ipython) -> None:
     from .bpf import BpfMagics
+    from .bpftrace import BpftraceMagics
+    from .fleet import FleetMagics
+    from .tools import ToolMagics
 
     magics = BpfMagics(shell=ipython)
     ipython.register_magics(magics)
-    ipython.register_magics(__import__("bpfnb.magics.bpftrace", fromlist=["BpftraceMagics"]).BpftraceMagics)
-    ipython.configurables.append(magics) if magics not in ipython.configurables else None
+    ipython.register_magics(BpftraceMagics)
+    ipython.register_magics(ToolMagics)
+    ipython.register_magics(FleetMagics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
 
 
 def unload_ipython_extension(ipython) -> None:

@@ -69,11 +69,20 @@ class BpfMagics(Magics):
               help="read and clear histograms every interval: trace.hist() gets a time column")
     @argument("-i", "--interval", type=float, default=None, help="seconds between live updates / heat-map columns")
     @argument("--quiet", action="store_true", help="store the Trace without displaying it")
+    @argument("--fleet", nargs="?", const="", default=None, metavar="CLIENT_VAR",
+              help="trace on every worker of the notebook's dask.distributed Client (bpfnb.fleet)")
     @cell_magic
     def bpf(self, line, cell):
         """Compile the cell's BPF C, trace, detach, and store the Trace."""
         args = parse_argstring(self.bpf, line)
         duration = self.duration if args.duration is None else args.duration
+        if args.fleet is not None:
+            from .fleet import find_client, run_cell
+
+            run_cell(self.shell, cell, client=find_client(self.shell, args.fleet or None),
+                     duration=duration, defines=parse_defines(args.define), pid=args.pid,
+                     attach=args.attach, out=args.out or self.default_var, quiet=args.quiet)
+            return
         with user_errors():
             import bpfnb
 

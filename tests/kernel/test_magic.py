@@ -81,3 +81,18 @@ def test_help_lists_options(ip):
     doc = ip.find_cell_magic("bpf").__doc__
     for option in ("-d", "-D", "-p", "-a", "-o", "--live"):
         assert option in doc
+
+
+def test_fleet_option_traces_on_every_worker(ip, kernel):
+    distributed = pytest.importorskip("distributed", reason="the fleet extra (dask) is not installed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            ip.user_ns["client"] = client
+            result = ip.run_cell("%%bpf --fleet -d 0.5 -o f --quiet\nBPF_HASH(c, u32, u64);\n"
+                                 "TRACEPOINT_PROBE(sched, sched_switch) { u32 k = 0; c.increment(k); return 0; }")
+            del ip.user_ns["client"]
+    assert result.success, result.error_in_exec
+    counts = ip.user_ns["f"].map("c")
+    assert counts["host"].nunique() == 2
+    assert (counts["value"] > 0).all()
