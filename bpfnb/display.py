@@ -30,6 +30,11 @@ def warnings(trace) -> list[str]:
                    "(raise event_limit=... / %config BpfMagics.event_limit)")
     if trace.meta.get("stopped_by") == "event limit":
         out.append("the capture stopped early: an output reached the event limit")
+    spill = trace.meta.get("spill") or {}
+    for name, info in (spill.get("outputs") or {}).items():
+        out.append(f"events {name!r}: {info.get('rows', 0):,} rows spilled to Parquet under "
+                   f"{spill.get('folder')} (memory limit {spill.get('memory_limit'):,} bytes), not held "
+                   f"in memory; query them with bpfnb.fleet.load_many({spill.get('folder')!r})")
     return out
 
 
