@@ -9,7 +9,11 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m bpfnb.demo --out $(OUT)
+	@mkdir -p $(OUT)
+	cp notebooks/02-runqueue-latency.ipynb $(OUT)/
+	$(PY) scripts/run_notebooks.py $(OUT)/02-runqueue-latency.ipynb
+	$(PY) -m bpfnb.cli report $(OUT)/data/runqlat-heatmap.bpfnb --out $(OUT)/report.html \
+		--title "Run-queue latency under CPU contention (case study 02)"
 
 test: setup
 	$(PY) -m pytest -ra $(PYTEST_ARGS)

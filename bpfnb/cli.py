@@ -154,7 +154,7 @@ def _report(args) -> int:
     saved = _saved_trace(folder)
     target = Path(args.out) if args.out else (
         folder.with_suffix(".html") if saved == folder else folder / "report.html")
-    print(f"wrote the report {write_report(load(saved), target)}")
+    print(f"wrote the report {write_report(load(saved), target, title=args.title)}")
     return 0
 
 
@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild the HTML report from a saved Trace")
     report.add_argument("dir", help="a folder written by `bpfnb run`, or a .bpfnb trace folder")
     report.add_argument("--out", default=None, help="the report file (default DIR/report.html)")
+    report.add_argument("--title", default=None, help="the report's title (default: the tool and host)")
     return parser
 
 

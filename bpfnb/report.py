@@ -15,6 +15,8 @@ search scripts), tables plain HTML. Each output gets the picture that fits:
 - stacks: a flame graph (on-CPU, off-CPU or off-wake after the tool);
 - maps: the rows with the largest values.
 
+Sections come in that order (histograms, stacks, events, maps), pictures first.
+
 Lost events are shown at the top, in red, whenever any were counted.
 Needs matplotlib for the histogram pictures; no root, no bcc.
 """
@@ -39,6 +41,7 @@ MAX_ROWS = 20
 # per-event latency columns, in order of preference: (column, unit label)
 LATENCY_COLUMNS = (("lat_us", "µs"), ("lat_ms", "ms"), ("lat_ns", "ns"), ("latency_us", "µs"),
                    ("delta_us", "µs"), ("ms", "ms"))
+SECTION_ORDER = ("hist", "stacks", "events", "map")  # pictures first; maps are often scratch state
 FLAME_KIND_OF_TOOL = {"profile": "oncpu", "offcputime": "offcpu", "offwaketime": "offwake"}
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1240px;margin:2em auto;padding:0 1em;color:#222}
@@ -60,7 +63,7 @@ def report_html(trace, *, title: str | None = None, max_rows: int = MAX_ROWS) ->
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
              f"<style>{_STYLE}</style></head><body>", f"<h1>{_esc(title)}</h1>",
              f"<p class='note'>{_esc(_subtitle(trace))}</p>", _lost_section(trace), _outputs_table(trace)]
-    for kind, name, frame in trace.items():
+    for kind, name, frame in sorted(trace.items(), key=lambda item: SECTION_ORDER.index(item[0])):
         parts.append(f"<h2>{_esc(kind)} <code>{_esc(name)}</code> "
                      f"<span class='note'>({len(frame):,} rows)</span></h2>")
         parts.append(_section(trace, kind, name, frame, max_rows))
