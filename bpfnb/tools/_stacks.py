@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,36 +98,69 @@ def stack_defines(user: bool, kernel: bool, stack_storage: int) -> dict:
 
 # -- remembering processes while they live ---------------------------------------
 class ProcessMemory:
-    """Remembers the memory maps of the processes a capture sees, while they live."""
+    """Remembers the memory maps of the processes a capture sees, while they live.
+
+    Reading a process's maps is quick, but loading the symbols of a big
+    program (a browser, anything with LLVM mapped) takes a second or more:
+    processes are remembered by a few worker threads, so one slow process
+    does not hold up the others, which may exit meanwhile.
+    """
+
+    WORKERS = 4
 
     def __init__(self, usyms: UserSymbols, pid_fields=("pid",)):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.usyms = usyms
         self.pid_fields = pid_fields
         self.seen: set[int] = set()
+        self.pending: dict[int, object] = {}
+        self.remembered = 0
+        self.pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="bpfnb-symbols")
+        # this process (bcc and LLVM mapped) waits for the last look
+        self.deferred = {os.getpid()}
 
-    def look(self, counts, execs) -> None:
+    def look(self, counts, execs, final: bool = False) -> None:
+        """Remember the processes new in `counts` (and re-read those in `execs`).
+
+        final: also this process, and wait until every process is remembered.
+        """
         from ..maps import read_table
 
         for pid in self._execs(execs):
             if pid in self.seen:  # a new program in that process: read its maps again
+                self._wait(pid)
                 self.usyms.forget(pid)
                 self.seen.discard(pid)
         keys, values = read_table(counts)
-        if not len(keys):
-            return
-        # busiest processes first: reading a big program's symbols takes a while,
-        # and a short-lived process may exit meanwhile
-        pids = np.concatenate([keys[f].astype(np.int64) for f in self.pid_fields])
-        weight = np.tile(np.asarray(values, dtype=np.float64).reshape(len(keys), -1).sum(axis=1),
-                         len(self.pid_fields))
-        unique, inverse = np.unique(pids, return_inverse=True)
-        totals = np.bincount(inverse, weights=weight)
-        for pid in unique[np.argsort(-totals, kind="stable")].tolist():
-            self.add(pid)
+        if len(keys):
+            # busiest processes first
+            pids = np.concatenate([keys[f].astype(np.int64) for f in self.pid_fields])
+            weight = np.tile(np.asarray(values, dtype=np.float64).reshape(len(keys), -1).sum(axis=1),
+                             len(self.pid_fields))
+            unique, inverse = np.unique(pids, return_inverse=True)
+            totals = np.bincount(inverse, weights=weight)
+            for pid in unique[np.argsort(-totals, kind="stable")].tolist():
+                if final or pid not in self.deferred:
+                    self.add(pid)
+        if final:
+            self.close()
 
     def add(self, pid: int) -> None:
-        if pid > 0 and pid not in self.seen and self.usyms.remember(pid):
+        if pid > 0 and pid not in self.seen:
             self.seen.add(pid)
+            self.pending[pid] = self.pool.submit(self.usyms.remember, pid)
+
+    def _wait(self, pid: int) -> None:
+        future = self.pending.pop(pid, None)
+        if future is not None and future.exception() is None and future.result():
+            self.remembered += 1  # (a process that vanished is simply not remembered)
+
+    def close(self) -> None:
+        """Wait for the processes being remembered; stop the workers (idempotent)."""
+        for pid in list(self.pending):
+            self._wait(pid)
+        self.pool.shutdown(wait=True)
 
     @staticmethod
     def _execs(execs) -> list[int]:
@@ -151,7 +185,6 @@ def capture(tool: str, source: str, route: Route, *, duration, defines: dict, fo
     meta["tool"]["missing_stacks"] the stacks the table could not store.
     counters: names of per-CPU u64 arrays whose total goes to meta["tool"].
     """
-    from ..capture import Run
     from ..program import Program
     from ..snapshot import map_frame
 
@@ -159,35 +192,46 @@ def capture(tool: str, source: str, route: Route, *, duration, defines: dict, fo
     memory = ProcessMemory(usyms, pid_fields)
     if pid is not None:
         memory.add(int(pid))
-    if duration is not None and duration <= 0:
-        duration = None
-    with Program(_base.PID_FILTER_C + STACKS_C + source, defines=defines, attach=attach) as program:
-        b = program.bpf
-        runner = Run(program, duration, interval=REMEMBER_EVERY,
-                     on_interval=lambda run, elapsed: memory.look(b["counts"], b["execs"]))
-        try:
-            with runner:
-                if on_attach is not None:
-                    on_attach()
-                runner.wait()
-        except KeyboardInterrupt:  # during attach or on_attach: still return what is there
-            runner.stopped_by = runner.stopped_by or "interrupt"
-        memory.look(b["counts"], b["execs"])
-        rows = map_frame(b["counts"])
-        stacks = fold(rows, stack_reader(b["stack_traces"]), usyms)
-        drops = _drops(b["dropped"])
-        totals = {name: sum(_drops(b[name]).values()) for name in counters}
-        meta = runner.meta()
+    try:
+        with Program(_base.PID_FILTER_C + STACKS_C + source, defines=defines, attach=attach) as program:
+            b = program.bpf
+            runner = _run(program, duration, on_attach,
+                          lambda final=False: memory.look(b["counts"], b["execs"], final))
+            rows = map_frame(b["counts"])
+            stacks = fold(rows, stack_reader(b["stack_traces"]), usyms)
+            drops = _drops(b["dropped"])
+            totals = {name: sum(_drops(b[name]).values()) for name in counters}
+            meta = runner.meta()
+    finally:
+        memory.close()
     meta["tool"] = _base.tool_meta(tool, route, options)
     meta["tool"].update(why=why, drops={DROPS[i]: n for i, n in drops.items() if n},
                         missing_stacks=missing_stacks(stacks),
-                        processes_remembered=len(memory.seen), **totals)
-    trace = Trace(lost={"counts": sum(drops.values())}, meta=meta)
-    trace.add("stacks", "counts", stacks)
+                        processes_remembered=memory.remembered, **totals)
     if not len(stacks):
         meta["tool"]["note"] = ("no stack was recorded: nothing matched during the capture "
                                 "(check pid=, and that the workload ran while attached)")
+    trace = Trace(lost={"counts": sum(drops.values())}, meta=meta)
+    trace.add("stacks", "counts", stacks)
     return trace
+
+
+def _run(program, duration, on_attach, look):
+    """Attach, on_attach(), look() every REMEMBER_EVERY s until the end, detach, look(final=True)."""
+    from ..capture import Run
+
+    if duration is not None and duration <= 0:
+        duration = None
+    runner = Run(program, duration, interval=REMEMBER_EVERY, on_interval=lambda run, elapsed: look())
+    try:
+        with runner:
+            if on_attach is not None:
+                on_attach()
+            runner.wait()
+    except KeyboardInterrupt:  # during attach or on_attach: still return what is there
+        runner.stopped_by = runner.stopped_by or "interrupt"
+    look(final=True)
+    return runner
 
 
 def stack_reader(table):
