@@ -46,3 +46,18 @@ def workload_bin(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("workload") / "bpfnb_workload"
     subprocess.run([cc, "-O1", "-g", "-fno-inline", "-o", str(out), str(WORKLOAD_C)], check=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def ipython():
+    """The process's one InteractiveShell, with bpfnb loaded (tests share it)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing import globalipapp
+
+    if InteractiveShell.initialized():
+        shell = InteractiveShell.instance()
+    else:
+        globalipapp.start_ipython()  # returns the shell only on its first call
+        shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "bpfnb")
+    return shell

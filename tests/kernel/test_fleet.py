@@ -7,6 +7,8 @@ which runs once every worker has attached (the fleet's start barrier).
 
 from __future__ import annotations
 
+import time
+
 import subprocess
 
 import numpy as np
@@ -232,21 +234,32 @@ def test_fleet_capture_with_spill_loads_across_hosts(client, workload_bin, tmp_p
 
 
 
-def test_bpf_fleet_cell_magic(client, workload_bin):
+def test_bpf_fleet_cell_magic(client, workload_bin, ipython):
     import threading
 
-    from IPython.testing.globalipapp import start_ipython
+    from bpfnb import system
 
-    from bpfnb.magics.fleet import FleetMagics
-
-    ip = start_ipython()
-    ip.register_magics(FleetMagics)
+    ip = ipython  # %load_ext bpfnb registered %%bpf_fleet
     ip.user_ns["cluster_client"] = client
-    with Workload(workload_bin, n_getppid=500) as w:
-        # the magic has no start hook: release well after the ~1 s attach, inside the 5 s window
-        threading.Timer(2.0, w.release).start()
-        result = ip.run_cell(f"%%bpf_fleet -d 5 -D TARGET={w.pid} -a {ATTACH[0]} -o ft\n{PROGRAM}")
-        w.wait()
+    before = len(system.loaded_program_ids())
+
+    def release_once_loaded(w):
+        # the magic has no start hook: wait until every worker has loaded its
+        # program, give the attach a moment, then release inside the window
+        deadline = time.monotonic() + 6
+        while len(system.loaded_program_ids()) < before + N_WORKERS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.7)
+        w.release()
+
+    try:
+        with Workload(workload_bin, n_getppid=500) as w:
+            threading.Thread(target=release_once_loaded, args=(w,)).start()
+            result = ip.run_cell(f"%%bpf_fleet --client cluster_client -d 5 -D TARGET={w.pid} "
+                                 f"-a {ATTACH[0]} -o ft\n{PROGRAM}")
+            w.wait()
+    finally:
+        ip.user_ns.pop("cluster_client", None)
     assert result.success, result.error_in_exec
     t = ip.user_ns["ft"]
     assert t.map("calls")["value"].tolist() == [500] * N_WORKERS

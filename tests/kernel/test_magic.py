@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from IPython.testing.globalipapp import start_ipython
 
 import bpfnb
 from tests.workloads.runner import Workload
@@ -11,11 +10,9 @@ from tests.workloads.runner import Workload
 pytestmark = pytest.mark.kernel
 
 
-@pytest.fixture(scope="module")
-def ip():
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "bpfnb")
-    return shell
+@pytest.fixture
+def ip(ipython):
+    return ipython
 
 
 def test_cell_stores_trace_and_shows_summary(ip, kernel, workload_bin, capsys):
@@ -88,10 +85,12 @@ def test_fleet_option_traces_on_every_worker(ip, kernel):
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
-            ip.user_ns["client"] = client
-            result = ip.run_cell("%%bpf --fleet -d 0.5 -o f --quiet\nBPF_HASH(c, u32, u64);\n"
-                                 "TRACEPOINT_PROBE(sched, sched_switch) { u32 k = 0; c.increment(k); return 0; }")
-            del ip.user_ns["client"]
+            ip.user_ns["fleet_client"] = client
+            try:
+                result = ip.run_cell("%%bpf --fleet fleet_client -d 0.5 -o f --quiet\nBPF_HASH(c, u32, u64);\n"
+                                     "TRACEPOINT_PROBE(sched, sched_switch) { u32 k = 0; c.increment(k); return 0; }")
+            finally:
+                del ip.user_ns["fleet_client"]
     assert result.success, result.error_in_exec
     counts = ip.user_ns["f"].map("c")
     assert counts["host"].nunique() == 2
