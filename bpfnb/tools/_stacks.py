@@ -176,7 +176,7 @@ class ProcessMemory:
 # -- running ----------------------------------------------------------------------
 def capture(tool: str, source: str, route: Route, *, duration, defines: dict, fold, attach=None,
             pid: int | None = None, pid_fields=("pid",), on_attach=None, options=None,
-            why: str = "", counters: tuple[str, ...] = ()) -> Trace:
+            why: str = "", counters: tuple[str, ...] = (), user_stacks: bool = True) -> Trace:
     """Run a stack tool's program; fold(rows, read_stack, usyms) -> stacks frame.
 
     rows is the `counts` map as a DataFrame (one column per key field, then
@@ -184,19 +184,20 @@ def capture(tool: str, source: str, route: Route, *, duration, defines: dict, fo
     counts what the program could not record (maps full), and
     meta["tool"]["missing_stacks"] the stacks the table could not store.
     counters: names of per-CPU u64 arrays whose total goes to meta["tool"].
+    user_stacks False: no user stacks, so no process is remembered.
     """
     from ..program import Program
     from ..snapshot import map_frame
 
     usyms = UserSymbols()
     memory = ProcessMemory(usyms, pid_fields)
-    if pid is not None:
+    if pid is not None and user_stacks:
         memory.add(int(pid))
     try:
         with Program(_base.PID_FILTER_C + STACKS_C + source, defines=defines, attach=attach) as program:
             b = program.bpf
             runner = _run(program, duration, on_attach,
-                          lambda final=False: memory.look(b["counts"], b["execs"], final))
+                          lambda final=False: user_stacks and memory.look(b["counts"], b["execs"], final))
             rows = map_frame(b["counts"])
             stacks = fold(rows, stack_reader(b["stack_traces"]), usyms)
             drops = _drops(b["dropped"])

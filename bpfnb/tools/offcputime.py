@@ -74,7 +74,8 @@ ROUTES = [
 ]
 
 WHY = ("tracepoint sched:sched_switch: a stable scheduler tracepoint present on every kernel with "
-       "tracing, with prev/next pids as arguments; no kprobe (finish_task_switch) or fentry needed")
+       "tracing, with prev/next pids as arguments; no kprobe (finish_task_switch) or fentry needed"
+       + _stacks.EXEC_WHY)
 
 U64_MAX = (1 << 64) - 1
 
@@ -114,8 +115,7 @@ def offcputime(duration: float | None = 5, *, pid: int | None = None, min_us: in
                "STATE": -1 if state is None else int(state)}
     return _stacks.capture(
         "offcputime", SOURCE, route, duration=duration, defines=defines, pid=pid, on_attach=on_attach,
-        fold=_stacks.by_process(user, kernel),
-        why=WHY + _stacks.EXEC_WHY,
+        fold=_stacks.by_process(user, kernel), why=WHY, user_stacks=user,
         options=dict(pid=pid, min_us=min_us, max_us=None if max_us == U64_MAX else max_us, user=user,
                      kernel=kernel, state=state, stack_storage=stack_storage),
     )

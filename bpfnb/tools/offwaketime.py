@@ -121,7 +121,7 @@ ROUTES = [
 
 WHY = ("tracepoints sched:sched_waking (runs in the waker's context, so its stacks are the waker's) "
        "and sched:sched_switch (blocked thread's stacks at switch-out, time charged at switch-in); "
-       "no kprobes or fentry needed")
+       "no kprobes or fentry needed" + _stacks.EXEC_WHY)
 
 
 def plan() -> Route:
@@ -157,8 +157,8 @@ def offwaketime(duration: float | None = 5, *, pid: int | None = None, min_us: i
 
     return _stacks.capture(
         "offwaketime", SOURCE, route, duration=duration, defines=defines, pid=pid,
-        pid_fields=("pid", "waker_pid"), on_attach=on_attach, fold=fold, why=WHY + _stacks.EXEC_WHY,
-        counters=("unwoken",),
+        pid_fields=("pid", "waker_pid"), on_attach=on_attach, fold=fold, why=WHY,
+        user_stacks=user, counters=("unwoken",),
         options=dict(pid=pid, min_us=min_us, max_us=None if max_us == U64_MAX else max_us, user=user,
                      kernel=kernel, stack_storage=stack_storage),
     )

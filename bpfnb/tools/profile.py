@@ -53,7 +53,7 @@ ROUTES = [
 ]
 
 WHY = ("perf_event cpu-clock: a software timer that fires on every CPU at the requested rate; it needs "
-       "no hardware PMU (works in VMs) and no kprobes or fentry")
+       "no hardware PMU (works in VMs) and no kprobes or fentry" + _stacks.EXEC_WHY)
 
 
 def plan():
@@ -85,8 +85,8 @@ def profile(duration: float | None = 5, *, hz: int = 49, pid: int | None = None,
                "INCLUDE_IDLE": int(bool(include_idle))}
     return _stacks.capture(
         "profile", SOURCE, route, duration=duration, defines=defines, pid=pid,
-        fold=_stacks.by_process(user, kernel),
-        attach=[f"perf:cpu-clock:{hz}=on_sample"], on_attach=on_attach, why=WHY + _stacks.EXEC_WHY,
+        fold=_stacks.by_process(user, kernel), attach=[f"perf:cpu-clock:{hz}=on_sample"],
+        on_attach=on_attach, why=WHY, user_stacks=user,
         options=dict(hz=hz, pid=pid, user=user, kernel=kernel, include_idle=include_idle,
                      stack_storage=stack_storage),
     )
