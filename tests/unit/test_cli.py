@@ -33,6 +33,8 @@ def test_report_of_a_trace_folder_goes_beside_it(tmp_path):
     assert (tmp_path / "run1.html").is_file()
     assert main(["report", saved, "--out", str(tmp_path / "other.html")]) == 0
     assert "biosnoop on testhost" in (tmp_path / "other.html").read_text(encoding="utf-8")
+    assert main(["report", saved, "--out", str(tmp_path / "t.html"), "--title", "Disk <study>"]) == 0
+    assert "<h1>Disk &lt;study&gt;</h1>" in (tmp_path / "t.html").read_text(encoding="utf-8")
 
 
 def test_report_of_a_folder_without_a_trace_says_what_to_pass(tmp_path, capsys):
