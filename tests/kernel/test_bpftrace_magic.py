@@ -104,3 +104,14 @@ def test_bad_option_is_a_usage_error(ip, capsys):
     result, shown = _shown(ip, "%%bpftrace --nope\nBEGIN { exit(); }\n", capsys)
     assert not result.success
     assert "Traceback" not in shown
+
+
+def test_config_sets_the_default_duration_and_variable(ip):
+    magics = ip.find_cell_magic("bpftrace").__self__
+    ip.run_line_magic("config", "BpftraceMagics.duration = 0.5")
+    ip.run_line_magic("config", "BpftraceMagics.default_var = 'bt_last'")
+    try:
+        assert (magics.duration, magics.default_var) == (0.5, "bt_last")
+    finally:
+        ip.run_line_magic("config", "BpftraceMagics.duration = 5.0")
+        ip.run_line_magic("config", "BpftraceMagics.default_var = '_bpftrace'")
