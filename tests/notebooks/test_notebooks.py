@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -83,6 +84,53 @@ def test_tracing_notebook_runs(name, workdir):
     nb = execute(workdir / name, timeout=CELL_TIMEOUT)
     print(f"{name}: {time.monotonic() - started:.1f} s")
     assert _pictures(nb) >= PICTURES[name]
+    FINDINGS[name](_text(nb), workdir)
+
+
+def _found_in_01(text, workdir):
+    # execsnoop: PATH search; opensnoop: the missing config; ext4slower: the log's fsyncs
+    assert re.search(r"/usr/bin/sh\s+ok", text)
+    assert re.search(r"/etc/mysvc/mysvc.conf\s+No such file or directory", text)
+    assert re.search(r"S\s+/var/tmp/mysvc-\w+\.log", text)
+    assert "@opens" in text and "getaddrinfo" in text
+
+
+def _found_in_02(text, workdir):
+    import bpfnb
+
+    def share_over_1ms(path):
+        hist = bpfnb.load(workdir / "data" / path).hist("latency")
+        return hist.loc[hist["low"] >= 1024, "count"].sum() / hist["count"].sum()
+
+    assert share_over_1ms("runqlat-busy.bpfnb") > max(0.05, 2 * share_over_1ms("runqlat-idle.bpfnb"))
+    heat = bpfnb.load(workdir / "data" / "runqlat-heatmap.bpfnb").hist("runq_us")
+    assert heat["time"].nunique() >= 15          # ~25 snapshots of 200 ms in 5 s
+
+
+def _found_in_03(text, workdir):
+    import bpfnb
+
+    ios = bpfnb.load(workdir / "data" / "biosnoop.bpfnb").events("ios")
+    mine = ios[ios["comm"] == "blockio"]
+    assert {4096, 65536} <= set(mine["bytes"].astype(int)) and (mine["lat_us"] > 0).all()
+    issues = bpfnb.load(workdir / "data" / "block-io.bpfnb").events("issues")
+    assert (issues["comm"] == "blockio").sum() > 100
+
+
+def _found_in_04(text, workdir):
+    for function in ("hash_block", "compress_block", "parse_request", "handle_request"):
+        assert function in text
+    assert "[unknown]" not in text.split("widest functions")[1][:400]
+
+
+def _found_in_05(text, workdir):
+    assert re.search(r"(anon_)?pipe_read", text) and "consumer" in text and "producer" in text
+    assert re.search(r"consumer\s+producer", text)   # the waker table: producer woke consumer
+
+
+FINDINGS = {"01-sixty-seconds-bpf.ipynb": _found_in_01, "02-runqueue-latency.ipynb": _found_in_02,
+            "03-block-io-latency.ipynb": _found_in_03, "04-cpu-flame-graph.ipynb": _found_in_04,
+            "05-off-cpu-off-wake.ipynb": _found_in_05}
 
 
 def test_post_analysis_runs_without_root_and_without_bcc(workdir):
