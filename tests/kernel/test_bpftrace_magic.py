@@ -9,7 +9,6 @@ import sys
 import threading
 
 import pytest
-from IPython.testing.globalipapp import start_ipython
 
 import bpfnb
 from bpfnb.bpftrace_run import BPFTRACE
@@ -25,11 +24,10 @@ needs_bpftrace = pytest.mark.skipif(
 SIZE, COUNT = 1234, 17   # a read size nothing else on the machine uses
 
 
-@pytest.fixture(scope="module")
-def ip():
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "bpfnb")
-    return shell
+@pytest.fixture
+def ip(ipython):
+    """The suite's shared InteractiveShell (tests/conftest.py), bpfnb loaded."""
+    return ipython
 
 
 def _reader():
