@@ -66,6 +66,12 @@ class Blocker:
     def wait(self):
         assert self.proc.wait(timeout=30) == 0
 
+    def finished_during_capture(self):
+        """Exited, successfully, before the capture ended (else its numbers are partial)."""
+        code = self.proc.poll()
+        assert code is not None, "the workload outlived the capture: the machine is too busy for this test"
+        self.wait()
+
     def __enter__(self):
         return self
 
@@ -196,8 +202,8 @@ def test_offcputime_shows_the_nanosleep_path(kernel, pingpong_bin):
     count, ms = 20, 10
     with Blocker(pingpong_bin, "sleep", count, ms) as sleeper:
         (pid,) = sleeper.pids
-        t = bpfnb.tools.offcputime(duration=1.5, pid=pid, on_attach=sleeper.release)
-        sleeper.wait()
+        t = bpfnb.tools.offcputime(duration=2, pid=pid, on_attach=sleeper.release)
+        sleeper.finished_during_capture()
     stacks = t.stacks()
     assert set(stacks["pid"]) == {pid} and set(stacks["comm"]) == {"bpfnb_sleeper"}
     asleep = stacks[stacks["stack"].map(
@@ -236,7 +242,7 @@ def test_offwaketime_pairs_pipe_reader_with_writer(kernel, pingpong_bin):
     with Blocker(pingpong_bin, "pingpong", rounds) as pp:
         ping, pong = pp.pids
         t = bpfnb.tools.offwaketime(duration=2, pid=ping, on_attach=pp.release)
-        pp.wait()
+        pp.finished_during_capture()
     stacks = t.stacks()
     assert set(stacks["pid"]) == {ping} and set(stacks["comm"]) == {"bpfnb_ping"}
     rows = []
