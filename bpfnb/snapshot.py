@@ -147,7 +147,8 @@ def fold_stack_ids(kernel_ids, user_ids, pids, read_stack, usyms=None) -> list[s
         user = _marked(user, user_ids, MISSING_USER)
     if kernel_ids is not None:
         kernel_ids = np.asarray(kernel_ids, dtype=np.int64)
-        kernel = _marked(fold_stacks([stack_of(i) for i in kernel_ids.tolist()]), kernel_ids, MISSING_KERNEL)
+        kernel = fold_stacks([stack_of(i) for i in kernel_ids.tolist()])
+        kernel = _marked(kernel, kernel_ids, MISSING_KERNEL)
     return [f"{u};{k}" if u and k else (u or k) for u, k in zip(user, kernel)]
 
 
