@@ -205,8 +205,9 @@ def capture(tool: str, source: str, route: Route, *, duration, defines: dict, fo
             meta = runner.meta()
     finally:
         memory.close()
+    meta["interval"] = None  # the Run's ticks were ours (remembering processes), not the user's
     meta["tool"] = _base.tool_meta(tool, route, options)
-    meta["tool"].update(why=why, drops={DROPS[i]: n for i, n in drops.items() if n},
+    meta["tool"].update(why=why, remember_every_s=REMEMBER_EVERY if user_stacks else None, drops={DROPS[i]: n for i, n in drops.items() if n},
                         missing_stacks=missing_stacks(stacks),
                         processes_remembered=memory.remembered, **totals)
     if not len(stacks):
