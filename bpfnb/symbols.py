@@ -203,10 +203,16 @@ class ElfSymbols:
         unique, inverse = np.unique(idx[ok], return_inverse=True)
         fresh = [i for i in unique.tolist() if i not in self._shown]
         for i, name in zip(fresh, demangle([self.name(i) for i in fresh])):
-            self._shown[i] = name
+            self._shown[i] = unversioned(name)
         names = np.array([self._shown[i] for i in unique.tolist()] + [""], dtype=object)[:-1]
         out[ok] = names[inverse]
         return out
+
+
+def unversioned(name: str) -> str:
+    """Drop an ELF symbol version, as bcc shows names: "clock_nanosleep@@GLIBC_2.17" -> "clock_nanosleep"."""
+    base = name.partition("@")[0]
+    return base or name
 
 
 _EMPTY = np.zeros(0, dtype=np.uint64)

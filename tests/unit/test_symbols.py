@@ -249,3 +249,12 @@ def test_cpp_user_symbols_are_demangled(tmp_path):
     raw = [syms.name(i) for i in range(len(syms.start))]
     i = raw.index("_ZN2ns4workEi")
     assert syms.lookup(np.array([syms.start[i]], dtype=np.uint64)).tolist() == ["ns::work(int)"]
+
+
+def test_symbol_versions_are_dropped_like_bcc():
+    from bpfnb.symbols import unversioned
+
+    assert unversioned("clock_nanosleep@@GLIBC_2.17") == "clock_nanosleep"
+    assert unversioned("memcpy@GLIBC_2.2.5") == "memcpy"
+    assert unversioned("main") == "main"
+    assert unversioned("@weird") == "@weird"
