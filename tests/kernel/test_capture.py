@@ -67,7 +67,9 @@ def test_events_map_and_hist_are_exact(kernel, workload_bin):
     assert events["pid"].dtype == np.uint32 and events["sval"].dtype == np.int32
     assert events["small"].dtype == np.uint16 and (events["small"] == 65535).all()
     assert (events["sval"] == -7).all()
-    assert events["ts"].dtype == np.uint64 and events["ts"].is_monotonic_increasing
+    # perf buffers are per CPU: a process that migrates mid-burst yields two
+    # interleaved runs, each in time order (ring buffers keep one global order)
+    assert events["ts"].dtype == np.uint64 and events["ts"].nunique() == n
     calls = t.map("calls")
     assert list(calls.columns) == ["key", "value"]
     assert calls.set_index("key")["value"].to_dict() == {w.pid: n}
