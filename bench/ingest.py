@@ -19,7 +19,6 @@ to a finished DataFrame, and the ratio to (a).
 from __future__ import annotations
 
 import argparse
-import ctypes as ct
 import os
 import subprocess
 import sys

@@ -12,7 +12,6 @@ Prints seconds for each and bpfnb's ratio to (a).
 from __future__ import annotations
 
 import argparse
-import ctypes as ct
 import sys
 import time
 from pathlib import Path

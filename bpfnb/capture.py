@@ -10,7 +10,6 @@ error. `trace.meta["stopped_by"]` says which of these ended it.
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 import signal
 import socket
@@ -27,6 +26,7 @@ from .trace import Trace
 
 DEFAULT_EVENT_LIMIT = 10_000_000
 POLL_MS = 100
+REMEMBER_EVERY_S = 0.25       # how often to look for new processes in stack maps
 RING_BATCH_TARGET = 4096      # records per ring-buffer read worth a syscall-free copy
 RING_BATCH_PAUSE_S = 0.002   # pause after a smaller read, so the next one is larger
 
@@ -52,6 +52,9 @@ class Run:
         self.stopped_by: str | None = None
         self._hist_parts: dict[str, list[pd.DataFrame]] = {}
         self._hist_last: dict[str, pd.DataFrame] = {}
+        self._process_memory: dict = {}   # stack map name -> ProcessMemory
+        self._last_look = 0.0
+        self.usyms = None                 # UserSymbols shared by those, when the program has stacks
         self._attached = False
         self.start_wall = self.end_wall = None
         self.start_mono = None
@@ -79,6 +82,7 @@ class Run:
             self.start_wall = time.time()
             self.start_mono = time.monotonic()
             self._mono_to_wall_ns = time.time_ns() - time.monotonic_ns()
+            self._watch_processes()
             self.program.attach()
             self._attached = True
         except BaseException:
@@ -94,6 +98,36 @@ class Run:
             self._attached = False
             self.end_wall = time.time()
             self._drain()
+            self._remember_processes(final=True)
+
+    # -- user stacks: remember processes while they live ----------------------------
+    def _watch_processes(self) -> None:
+        """For maps keyed by user stack ids and a pid, remember each new process's maps."""
+        from .maps import key_dtype
+        from .procmem import ProcessMemory
+        from .snapshot import stack_columns
+        from .symbols import UserSymbols
+
+        b, outputs = self.program.bpf, self.program.outputs
+        if not outputs.stack_tables:
+            return
+        self.usyms = UserSymbols()
+        for name in outputs.maps:
+            fields = key_dtype(b[name]).names or ()
+            user_col, _ = stack_columns(fields)
+            pid_fields = [f for f in ("tgid", "pid") if f in fields][:1]
+            if user_col and pid_fields:
+                self._process_memory[name] = ProcessMemory(self.usyms, tuple(pid_fields))
+        if self.program.pid is not None and self._process_memory:
+            next(iter(self._process_memory.values())).add(int(self.program.pid))
+
+    def _remember_processes(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self._process_memory or (not final and now - self._last_look < REMEMBER_EVERY_S):
+            return
+        self._last_look = now
+        for name, memory in self._process_memory.items():
+            memory.look(self.program.bpf[name], final=final)
 
     # -- polling ---------------------------------------------------------------------
     def poll(self, timeout_ms: int = POLL_MS) -> None:
@@ -107,6 +141,7 @@ class Run:
             b.perf_buffer_poll(timeout=timeout_ms)
         if not self.rings and not has_perf:
             time.sleep(timeout_ms / 1000)
+        self._remember_processes()
 
     def _read_rings(self) -> int:
         got = 0
@@ -213,7 +248,7 @@ class Run:
         over = {n: s.over_limit for n, s in self.sinks.items() if s.over_limit}
         if over:
             meta["over_limit"] = over
-        return build_trace(self.program, self.sinks, per_cpu=self.per_cpu,
+        return build_trace(self.program, self.sinks, per_cpu=self.per_cpu, usyms=self.usyms,
                            hist_series=self._hist_series(), lost_extra=lost_kernel, meta=meta)
 
     def meta(self) -> dict:

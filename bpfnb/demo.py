@@ -22,7 +22,6 @@ import html
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 PROGRAM = r"""

@@ -17,7 +17,6 @@ import atexit
 import ctypes as ct
 import os
 import re
-import time
 import warnings
 from dataclasses import dataclass, field
 

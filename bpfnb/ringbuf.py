@@ -20,7 +20,6 @@ another size fall back to a record-by-record scan.
 from __future__ import annotations
 
 import mmap
-import os
 import select
 
 import numpy as np

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -217,3 +218,39 @@ def test_in_kernel_heat_map_snapshots_and_clears_each_interval(kernel, workload_
     assert int(bucket["count"].sum()) == k          # cleared each time: nothing counted twice
     assert bucket["time"].min() > ticks[0]          # nothing before the release
     assert hist["time"].is_monotonic_increasing
+
+
+STACKS = r"""
+struct key_t { u32 pid; int user_stack_id; int kernel_stack_id; char comm[16]; };
+BPF_HASH(counts, struct key_t, u64);
+BPF_STACK_TRACE(stack_traces, 1024);
+int on_sample(void *ctx) {
+    u32 pid = bpf_get_current_pid_tgid() >> 32;
+    if (pid != TARGET) return 0;
+    struct key_t key = {.pid = pid};
+    key.user_stack_id = stack_traces.get_stackid(ctx, BPF_F_USER_STACK);
+    key.kernel_stack_id = stack_traces.get_stackid(ctx, 0);
+    bpf_get_current_comm(&key.comm, sizeof(key.comm));
+    counts.increment(key);
+    return 0;
+}
+"""
+
+
+def test_user_stacks_resolve_after_the_process_exits(kernel, workload_bin):
+    with Workload(workload_bin, spin_ms=700) as w:
+        with bpfnb.Program(STACKS, defines={"TARGET": w.pid}, attach=["perf:cpu-clock:99=on_sample"]) as prog:
+            with prog.run() as run:
+                w.release()
+                while w.proc.poll() is None:  # the capture loop sees the process while it lives
+                    run.poll(20)
+                w.wait()
+                deadline = time.monotonic() + 0.5
+                while time.monotonic() < deadline:  # ... and goes on after it exited
+                    run.poll(20)
+            t = run.snapshot()
+    assert not os.path.exists(f"/proc/{w.pid}"), "the workload has exited before the snapshot"
+    stacks = t.stacks("counts")
+    spin = stacks[stacks["stack"].str.contains("bpfnb_spin")]
+    assert spin["value"].sum() >= 0.8 * stacks["value"].sum() > 0
+    assert set(stacks["comm"]) == {"bpfnb_workload"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bpfnb
-from bpfnb.maps import read_table, sum_per_cpu
+from bpfnb.maps import sum_per_cpu
 from bpfnb.snapshot import map_frame
 from tests.workloads.runner import Workload
 

@@ -13,7 +13,7 @@ import pytest
 from bpfnb.errors import BpfnbError
 from bpfnb.frames.heatbins import bin_events, bin_hist, nice_ceil, time_unit_of
 from bpfnb.frames.hist import from_values
-from bpfnb.plot.heatmap import HeatMap, heatmap
+from bpfnb.plot.heatmap import heatmap
 
 CELL = re.compile(r'<rect class="cell" x="([\d.]+)" y="([\d.]+)"')
 
