@@ -51,6 +51,10 @@ def execute(path, *, save: bool = False, timeout: float = 600, unprivileged: boo
     from nbclient import NotebookClient
 
     path = Path(path)
+    if not os.access(sys.executable, os.X_OK):
+        # jupyter_client then waits forever for a kernel that could not start
+        raise PermissionError(f"cannot start a kernel: {sys.executable} is not executable by uid "
+                              f"{os.geteuid()} (is the venv's interpreter under a private home?)")
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="bpfnb-nb-") as tmp:
         tmp = Path(tmp)

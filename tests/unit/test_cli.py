@@ -6,6 +6,7 @@ The last test runs `bpfnb run runqlat` for real (root and bcc; skipped otherwise
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -47,6 +48,8 @@ def test_report_of_a_folder_without_a_trace_says_what_to_pass(tmp_path, capsys):
     assert "2 saved traces (a.bpfnb, b.bpfnb)" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not os.access(sys.executable, os.X_OK),
+                    reason="this interpreter is not executable by this user (a venv on a private python)")
 def test_report_from_the_console_script(tmp_path):
     synthetic_trace().save(tmp_path / "trace.bpfnb")
     done = subprocess.run([sys.executable, "-m", "bpfnb.cli", "report", str(tmp_path)],
