@@ -38,6 +38,7 @@ __all__ = ["report_html", "write_report", "ReportError", "REPORT_FILE"]
 
 REPORT_FILE = "report.html"
 MAX_ROWS = 20
+MAX_PANELS = 8  # keyed histograms: one panel per key, at most this many
 # per-event latency columns, in order of preference: (column, unit label)
 LATENCY_COLUMNS = (("lat_us", "µs"), ("lat_ms", "ms"), ("lat_ns", "ns"), ("latency_us", "µs"),
                    ("delta_us", "µs"), ("ms", "ms"))
@@ -164,26 +165,29 @@ def _hist_section(frame: pd.DataFrame, name: str) -> str:
 
 
 def _hist_figure(frame: pd.DataFrame, title: str, label: str):
+    """Bars of one histogram, or small multiples of the MAX_PANELS keys with the most counts."""
     from matplotlib.figure import Figure
 
+    from .frames.hist import key_columns
     from .plot.hist import hist as plot_hist
 
-    groups = frame.groupby(_keys(frame)).ngroups if _keys(frame) else 1
-    fig = Figure(figsize=(9, 3.6) if groups <= 1 else (9, 1.4 + 1.5 * min(groups, 8)))
-    if groups > 1 and groups <= 8:
-        axes = fig.subplots(groups, 1, sharex=True, squeeze=False)[:, 0]
-        plot_hist(frame, ax=axes, layout="small_multiples", label=label, title=title)
+    keys = key_columns(frame)
+    if not keys:
+        fig = Figure(figsize=(9, 3.6))
+        plot_hist(frame, ax=fig.subplots(), label=label, title=title)
     else:
-        ax = fig.subplots()
-        plot_hist(frame, ax=ax, label=label, title=title)
+        totals = frame.groupby(keys, sort=False)["count"].sum()
+        largest = totals.nlargest(MAX_PANELS).index.to_frame(index=False)
+        if len(totals) > MAX_PANELS:
+            title += f" — the {MAX_PANELS} of {len(totals)} keys with the most counts"
+        shown = frame.merge(largest, on=keys)
+        shown.attrs.update(frame.attrs)
+        fig = Figure(figsize=(9, 1.4 + 1.5 * len(largest)))
+        axes = fig.subplots(len(largest), 1, sharex=True, squeeze=False)[:, 0]
+        plot_hist(shown, ax=axes if len(largest) > 1 else axes[0], layout="small_multiples",
+                  label=label, title=title)
     fig.tight_layout()
     return fig
-
-
-def _keys(frame):
-    from .frames.hist import key_columns
-
-    return key_columns(frame)
 
 
 def latency_column(frame: pd.DataFrame) -> tuple[str, str] | None:

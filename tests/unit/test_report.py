@@ -135,3 +135,16 @@ def test_latency_column_choice():
     assert latency_column(pd.DataFrame({"lat_ms": [1.0], "lat_us": [1000.0]})) == ("lat_us", "µs")
     assert latency_column(pd.DataFrame({"ms": [3.0]})) == ("ms", "ms")
     assert latency_column(pd.DataFrame({"lat_us": ["x"]})) is None
+
+
+def test_keyed_histogram_draws_the_largest_keys():
+    slots = pd.DataFrame({"pid": np.repeat(np.arange(12), 2), "slot": np.tile([3, 9], 12),
+                          "count": np.repeat(np.arange(1, 13) * 10, 2)})
+    t = Trace()
+    t.add("hist", "per_pid", from_slots(slots, "log2", keys=["pid"]))
+    page = report_html(t)
+    assert page.count("data:image/png;base64,") == 1
+    assert "pid = 11" in page and "pid = 0" in page   # bcc's text keeps every key
+    one = Trace()
+    one.add("hist", "two", from_slots(slots[slots["pid"] < 2], "log2", keys=["pid"]))
+    assert report_html(one).count("data:image/png;base64,") == 1
