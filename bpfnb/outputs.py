@@ -1,13 +1,16 @@
 """Event outputs: record layouts, sinks that copy records into numpy chunks,
-and the rewrite that makes ring-buffer drops countable.
+and the rewrite that makes every failed submission countable.
 
-Perf buffers report lost samples through a callback; ring buffers do not:
-a failed `ringbuf_output` or `ringbuf_reserve` is only visible to the BPF
-program. bpfnb therefore rewrites each such call in the user's C (on the
-same line, so clang's line numbers stay the user's) into a statement
-expression that counts failures in a per-CPU array, one slot per output.
-Nothing to do for the user: every `NAME.ringbuf_output(...)` and
-`NAME.ringbuf_reserve(...)` is counted, and `Trace.lost[NAME]` reports it.
+Ring buffers report no drops at all: a failed `ringbuf_output` or
+`ringbuf_reserve` is only visible to the BPF program. Perf buffers report
+drops through lost records, but only for a full buffer, and a drop that
+happens as the capture ends may never get its record. bpfnb therefore
+rewrites each `NAME.ringbuf_output(...)`, `NAME.ringbuf_reserve(...)` and
+`NAME.perf_submit(...)` call in the user's C (on the same line, so clang's
+line numbers stay the user's) into a statement expression that counts
+failures in a per-CPU array, one slot per output. Nothing to do for the
+user: `Trace.lost[NAME]` reports them (for perf outputs, the larger of this
+count and the kernel's lost records).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from .errors import BpfnbError
 from .frames.structs import dtype_of
 
 LOST_MAP = "bpfnb_lost"
-_RB_CALL = re.compile(r"\b(\w+)\s*\.\s*(ringbuf_output|ringbuf_reserve)\s*\(")
+_RB_CALL = re.compile(r"\b(\w+)\s*\.\s*(ringbuf_output|ringbuf_reserve|perf_submit|perf_submit_skb)\s*\(")
 
 
 def _matching_paren(text: str, open_at: int) -> int:
@@ -37,7 +40,7 @@ def _matching_paren(text: str, open_at: int) -> int:
     raise BpfnbError("unbalanced parentheses in a ringbuf call; check the C source")
 
 
-def rewrite_ringbuf_calls(source: str) -> tuple[str, dict[str, int]]:
+def rewrite_output_calls(source: str) -> tuple[str, dict[str, int]]:
     """(rewritten source, {output name: lost-counter slot})."""
     slots: dict[str, int] = {}
     out, pos = [], 0
@@ -50,7 +53,7 @@ def rewrite_ringbuf_calls(source: str) -> tuple[str, dict[str, int]]:
         slot = slots.setdefault(name, len(slots))
         count = (f"{{ int __bpfnb_k = {slot}; u64 *__bpfnb_c = {LOST_MAP}.lookup(&__bpfnb_k); "
                  f"if (__bpfnb_c) *__bpfnb_c += 1; }}")
-        if method == "ringbuf_output":
+        if method != "ringbuf_reserve":  # these return 0 or a negative errno
             new = f"({{ int __bpfnb_r = {call}; if (__bpfnb_r < 0) {count} __bpfnb_r; }})"
         else:
             new = f"({{ void *__bpfnb_p = {call}; if (!__bpfnb_p) {count} __bpfnb_p; }})"

@@ -24,7 +24,7 @@ from . import probes as probes_mod
 from . import system
 from .cerrors import CELL_FILE, VERIFIER_HINT, captured_stderr, compile_message, verifier_message
 from .errors import AttachError, BpfnbError, CompileError, VerifierError, did_you_mean
-from .outputs import LOST_MAP, rewrite_ringbuf_calls
+from .outputs import LOST_MAP, rewrite_output_calls
 
 # bcc 0.26 warns on every str argument; bpfnb passes str on purpose
 warnings.filterwarnings("ignore", message="not a bytes object", category=DeprecationWarning)
@@ -121,7 +121,7 @@ class Program:
                     raise AttachError(f"USDT probe {probe!r} in {where}: {exc}. List probes with "
                                       f"`tplist-bpfcc -l {where}`.") from None
                 usdt_contexts.append(ctx)
-        text, self.lost_slots = rewrite_ringbuf_calls(self.source)
+        text, self.lost_slots = rewrite_output_calls(self.source)
         prelude = ""
         if self.lost_slots:
             prelude += f"BPF_PERCPU_ARRAY({LOST_MAP}, u64, {max(len(self.lost_slots), 1)});\n"

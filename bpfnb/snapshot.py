@@ -202,7 +202,9 @@ def build_trace(program, sinks: dict, *, per_cpu: bool = False, hist_series=None
     trace = Trace(meta=meta or {})
     lost = {name: sink.lost for name, sink in sinks.items()}
     for name, n in (lost_extra or {}).items():
-        lost[name] = lost.get(name, 0) + n
+        # failures the program counted itself; for perf outputs these include
+        # the ones the kernel's lost records report, so take the larger
+        lost[name] = max(lost.get(name, 0), n)
     for name, sink in sinks.items():
         trace.add("events", name, event_frame(sink))
     stack_table = b[program.outputs.stack_tables[0]] if program.outputs.stack_tables else None

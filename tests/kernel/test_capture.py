@@ -254,3 +254,14 @@ def test_user_stacks_resolve_after_the_process_exits(kernel, workload_bin):
     spin = stacks[stacks["stack"].str.contains("bpfnb_spin")]
     assert spin["value"].sum() >= 0.8 * stacks["value"].sum() > 0
     assert set(stacks["comm"]) == {"bpfnb_workload"}
+
+
+def test_perf_buffer_overflow_is_counted_exactly(kernel, workload_bin):
+    n = 20000
+    with Workload(workload_bin, n_getppid=n) as w:
+        with bpfnb.Program(PROGRAM, defines={"TARGET": w.pid}) as prog:
+            t = run_workload(prog, w, buffer_pages=1)   # one page per CPU: a burst must overflow
+    captured, lost = len(t.events()), t.lost["events"]
+    assert lost > 0
+    assert captured + lost == n
+    assert t.map("calls")["value"].tolist() == [n]

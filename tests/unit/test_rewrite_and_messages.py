@@ -1,7 +1,7 @@
 """Ring-buffer call rewriting, histogram type detection, compile messages."""
 
 from bpfnb.cerrors import CELL_FILE, compile_message, verifier_message
-from bpfnb.outputs import LOST_MAP, rewrite_ringbuf_calls
+from bpfnb.outputs import LOST_MAP, rewrite_output_calls
 from bpfnb.program import hist_type_of
 
 
@@ -13,7 +13,7 @@ def test_ringbuf_calls_rewritten_on_the_same_line():
         "  if (events.ringbuf_output(&e, sizeof(f(1, (2))), 0) < 0) return 1;\n"
         "}\n"
     )
-    text, slots = rewrite_ringbuf_calls(source)
+    text, slots = rewrite_output_calls(source)
     assert slots == {"events": 0, "other": 1}
     assert text.count("\n") == source.count("\n")
     assert text.count(f"{LOST_MAP}.lookup") == 3
@@ -21,9 +21,15 @@ def test_ringbuf_calls_rewritten_on_the_same_line():
     assert "other.ringbuf_reserve(sizeof(*p))" in text
 
 
-def test_source_without_ringbuf_is_unchanged():
-    source = "events.perf_submit(ctx, &e, sizeof(e));"
-    assert rewrite_ringbuf_calls(source) == (source, {})
+def test_perf_submit_failures_are_counted_too():
+    text, slots = rewrite_output_calls("events.perf_submit(ctx, &e, sizeof(e));")
+    assert slots == {"events": 0}
+    assert text.startswith("({ int __bpfnb_r = events.perf_submit(ctx, &e, sizeof(e)); if (__bpfnb_r < 0)")
+
+
+def test_source_without_outputs_is_unchanged():
+    source = "counts.increment(key); x = y.lookup(&k);"
+    assert rewrite_output_calls(source) == (source, {})
 
 
 def test_hist_type_detection():
