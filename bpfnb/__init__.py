@@ -35,6 +35,7 @@ _LAZY = {
     "frames": ("bpfnb.frames", None),
     "errors": ("bpfnb.errors", None),
     "fleet": ("bpfnb.fleet", None),
+    "report": ("bpfnb.report", None),
 }
 
 __all__ = ["BpfnbError", "Trace", "capture", "load_ipython_extension", *_LAZY]
