@@ -76,7 +76,9 @@ def _visual_col(code: str, col: int) -> int:
     return len(code[: col - 1].expandtabs(8)) + 1
 
 
-_VERIFIER_NOISE = re.compile(r"^(processed \d+ insns|verification time|stack depth|mark_precise|\s*$)")
+# bookkeeping lines, and BTF line markers without source text (bcc's rewrite
+# shifts their line numbers away from the cell's, so they would mislead)
+_VERIFIER_NOISE = re.compile(r"^(processed \d+ insns|verification time|stack depth|mark_precise|\s*$|;\s*@ \S+:\d+\s*$)")
 
 
 def verifier_message(log: str, limit: int = 12) -> str:

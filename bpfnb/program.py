@@ -188,33 +188,42 @@ class Program:
         """Attach every probe: conventional names first, then explicit specs."""
         if self.bpf is None:
             raise BpfnbError("this Program is closed; create a new one")
+        failure = None  # (exception, spec): turned into a message once bcc's log is in
         try:
             with captured_stderr() as log:
-                try:
-                    self.bpf._bpfnb_attach_now = True
-                    self.bpf._trace_autoload()
-                except Exception as exc:
-                    raise self._load_error(exc, log) from None
-                self.probes = [spec.label for spec in self.conventions]
-                for spec in self.specs:
-                    try:
-                        self._attach_spec(spec)
-                    except BpfnbError:
-                        raise
-                    except Exception as exc:
-                        raise self._load_error(exc, log, spec) from None
-                    self.probes.append(spec.label)
+                failure = self._attach_all()
         except BaseException:
             self.detach()
             raise
+        if failure is not None:
+            self.detach()
+            raise self._load_error(*failure, log.text) from None
 
-    def _load_error(self, exc: Exception, log, spec=None) -> BpfnbError:
+    def _attach_all(self):
+        """Attach; (exception, spec) for the first bcc failure, None when all attached."""
+        try:
+            self.bpf._bpfnb_attach_now = True
+            self.bpf._trace_autoload()
+        except Exception as exc:
+            return exc, None
+        self.probes = [spec.label for spec in self.conventions]
+        for spec in self.specs:
+            try:
+                self._attach_spec(spec)
+            except BpfnbError:
+                raise
+            except Exception as exc:
+                return exc, spec
+            self.probes.append(spec.label)
+        return None
+
+    def _load_error(self, exc: Exception, spec, log: str) -> BpfnbError:
         text = str(exc)
         where = f" ({spec.text or spec.label})" if spec else ""
-        if "Failed to load BPF program" in text or "Permission denied" in text and log.text:
-            detail = verifier_message(log.text) if log.text.strip() else text
-            return VerifierError(f"{text}{where}\n{detail}\n{VERIFIER_HINT}")
-        return AttachError(f"could not attach{where}: {text}. {log.text.strip()[-500:]}")
+        if "Failed to load BPF program" in text:
+            detail = verifier_message(log) if log.strip() else ""
+            return VerifierError("\n".join(part for part in (f"{text}{where}", detail, VERIFIER_HINT) if part))
+        return AttachError(f"could not attach{where}: {text}. {log.strip()[-500:]}".rstrip())
 
     def _attach_spec(self, spec) -> None:
         b, kind, fn = self.bpf, spec.kind, spec.fn

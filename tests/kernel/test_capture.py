@@ -265,3 +265,14 @@ def test_perf_buffer_overflow_is_counted_exactly(kernel, workload_bin):
     assert lost > 0
     assert captured + lost == n
     assert t.map("calls")["value"].tolist() == [n]
+
+
+def test_verifier_rejection_shows_the_log_and_a_hint(kernel):
+    source = ("BPF_HASH(m, u32, u64);\n"
+              "TRACEPOINT_PROBE(sched, sched_switch) { u32 k = 0; u64 *v = m.lookup(&k); return *v; }")
+    with pytest.raises(bpfnb.errors.VerifierError) as err:
+        bpfnb.capture(source, duration=0.1)
+    message = str(err.value)
+    assert "invalid mem access 'map_value_or_null'" in message   # the verifier's own last words
+    assert "NULL check" in message                               # and what usually causes them
+    assert "@ bpf-cell:" not in message

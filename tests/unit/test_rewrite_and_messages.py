@@ -68,3 +68,9 @@ def test_verifier_message_keeps_the_end():
     message = verifier_message(log)
     assert message.splitlines()[-1] == "R1 invalid mem access 'scalar'"
     assert len(message.splitlines()) == 12
+
+
+def test_verifier_message_drops_line_markers_without_source():
+    log = ";  @ bpf-cell:13\n0: (b7) r1 = 0\n; u64 *v = m.lookup(&k); @ bpf-cell:2\nR0 invalid mem access"
+    assert verifier_message(log).splitlines() == ["0: (b7) r1 = 0", "; u64 *v = m.lookup(&k); @ bpf-cell:2",
+                                                  "R0 invalid mem access"]
