@@ -14,6 +14,7 @@ import pandas as pd
 from . import maps as kmaps
 from .frames.hist import from_slots
 from .frames.structs import key_value_frame, records_to_frame
+from .symbols import fold_stack_ids
 from .trace import Trace
 
 _USER_STACK = re.compile(r"^(user_stack_id|ustack_id|ustack|user_stack|u_stack_id)$")
@@ -107,56 +108,6 @@ def _fold_in_bulk(frame, user_col, kernel_col, pid_col, stack_table, usyms) -> l
         frame[user_col].to_numpy(dtype=np.int64) if user_col else None,
         frame[pid_col].to_numpy(dtype=np.int64) if pid_col else np.full(n, -1, dtype=np.int64),
         lambda stack_id: kmaps.read_stack(stack_table, stack_id), usyms)
-
-
-_EFAULT = -14  # bpf_get_stackid: no stack of that kind here (a kernel thread's user stack)
-
-
-def fold_stack_ids(kernel_ids, user_ids, pids, read_stack, usyms=None) -> list[str]:
-    """One folded stack per row (root first, ";"-joined, "" if none) from stack ids.
-
-    kernel_ids, user_ids: int arrays of bpf_get_stackid results (None: that
-    kind was not captured); pids: the process of each row (for user
-    symbols, through usyms, a bpfnb.symbols.UserSymbols; -1: unknown).
-    read_stack(id) -> addresses leaf first; each id is read once. -EFAULT
-    (no stack of that kind) leaves the part out; other errors (-EEXIST: a
-    hash collision in the stack table, -ENOMEM) put bcc's "[Missing User
-    Stack]" / "[Missing Kernel Stack]" where those frames would be.
-    """
-    from .symbols import MISSING_KERNEL, MISSING_USER, UserSymbols, fold_stacks
-
-    cache: dict[int, np.ndarray] = {}
-
-    def stack_of(stack_id: int):
-        if stack_id < 0:
-            return None
-        if stack_id not in cache:
-            cache[stack_id] = np.asarray(read_stack(stack_id), dtype=np.uint64)
-        return cache[stack_id]
-
-    pids = np.asarray(pids, dtype=np.int64)
-    n = len(pids)
-    usyms = usyms if usyms is not None else UserSymbols()
-    user = kernel = [""] * n
-    if user_ids is not None:
-        user_ids = np.asarray(user_ids, dtype=np.int64)
-        for pid in np.unique(pids[user_ids >= 0]).tolist():
-            if pid > 0:
-                usyms.remember(pid)
-        user = fold_stacks(None, [stack_of(i) for i in user_ids.tolist()], pids, usyms=usyms)
-        user = _marked(user, user_ids, MISSING_USER)
-    if kernel_ids is not None:
-        kernel_ids = np.asarray(kernel_ids, dtype=np.int64)
-        kernel = fold_stacks([stack_of(i) for i in kernel_ids.tolist()])
-        kernel = _marked(kernel, kernel_ids, MISSING_KERNEL)
-    return [f"{u};{k}" if u and k else (u or k) for u, k in zip(user, kernel)]
-
-
-def _marked(parts: list[str], ids: np.ndarray, marker: str) -> list[str]:
-    bad = np.flatnonzero((ids < 0) & (ids != _EFAULT)).tolist()
-    for i in bad:
-        parts[i] = marker
-    return parts
 
 
 def _fold_each(frame, user_col, kernel_col, pid_col, stack_table, symbolize) -> list[str]:

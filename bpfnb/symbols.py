@@ -596,6 +596,62 @@ MISSING_USER = "[Missing User Stack]"
 _EFAULT = -14  # bpf_get_stackid: no stack of that kind here (a kernel thread's user stack)
 
 
+def fold_stack_ids(kernel_ids, user_ids, pids, read_stack, usyms=None, *,
+                   ksyms: KernelSymbols | None = None, strip_bpf: bool = True,
+                   markers_last: bool = False) -> list[str]:
+    """One folded stack per row (root first, ";"-joined, "" if none) from stack ids.
+
+    kernel_ids, user_ids: int arrays of bpf_get_stackid results (None: that
+    kind was not captured); pids: the process of each row (for user
+    symbols, through usyms, a bpfnb.symbols.UserSymbols; -1: unknown; None:
+    no process known, so no user frames). read_stack(id) -> addresses leaf
+    first; each id is read once. -EFAULT (no stack of that kind) leaves the
+    part out; other errors (-EEXIST: a hash collision in the stack table,
+    -ENOMEM) put bcc's "[Missing User Stack]" / "[Missing Kernel Stack]"
+    where those frames would be, or, markers_last, after the frames there are.
+    """
+    cache: dict[int, np.ndarray] = {}
+
+    def stack_of(stack_id: int):
+        if stack_id < 0:
+            return None
+        if stack_id not in cache:
+            cache[stack_id] = np.asarray(read_stack(stack_id), dtype=np.uint64)
+        return cache[stack_id]
+
+    if pids is not None:
+        pids = np.asarray(pids, dtype=np.int64)
+    n = next((len(a) for a in (pids, user_ids, kernel_ids) if a is not None), 0)
+    user = kernel = [""] * n
+    user_missing = kernel_missing = [False] * n
+    if user_ids is not None:
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        usyms = usyms if usyms is not None else UserSymbols()
+        if pids is not None:
+            for pid in np.unique(pids[user_ids >= 0]).tolist():
+                if pid > 0:
+                    usyms.remember(pid)
+        user = fold_stacks(None, [stack_of(i) for i in user_ids.tolist()], pids, usyms=usyms)
+        user_missing = _missing(user_ids)
+    if kernel_ids is not None:
+        kernel_ids = np.asarray(kernel_ids, dtype=np.int64)
+        kernel = fold_stacks([stack_of(i) for i in kernel_ids.tolist()], ksyms=ksyms, strip_bpf=strip_bpf)
+        kernel_missing = _missing(kernel_ids)
+    out = []
+    for u, k, no_u, no_k in zip(user, kernel, user_missing, kernel_missing):
+        if markers_last:
+            parts = (u, k, MISSING_USER if no_u else "", MISSING_KERNEL if no_k else "")
+        else:
+            parts = (MISSING_USER if no_u else u, MISSING_KERNEL if no_k else k)
+        out.append(";".join(p for p in parts if p))
+    return out
+
+
+def _missing(ids: np.ndarray) -> list[bool]:
+    """Per stack id, whether it is an error that bcc prints as a missing stack."""
+    return ((ids < 0) & (ids != _EFAULT)).tolist()
+
+
 def stacks_frame(
     rows,
     read_stack,
@@ -618,43 +674,22 @@ def stacks_frame(
     once. Negative ids: -EFAULT (-14, no such stack, as for a kernel
     thread's user stack) is left out; other errors (-EEXIST: hash bucket
     collision, -ENOMEM: table full) show as "[Missing Kernel Stack]" /
-    "[Missing User Stack]", as bcc's tools print them. Rows that fold to
-    the same keys and stack are summed. keys default to every column that
-    is not a stack id or the value (pid included: pass keys=["comm"] to
-    merge processes). kernel/user None: that kind is not captured.
+    "[Missing User Stack]" (bcc's words), after the frames there are
+    (bcc, and fold_stack_ids, put them where the frames would be). Rows
+    that fold to the same keys and stack are summed. keys default to every
+    column that is not a stack id or the value (pid included: pass
+    keys=["comm"] to merge processes). kernel/user None: that kind is not
+    captured.
     """
     import pandas as pd
 
     ids = [c for c in (kernel, user) if c is not None]
     keys = [c for c in rows.columns if c not in (*ids, value)] if keys is None else list(keys)
-    cache: dict[int, np.ndarray] = {}
-
-    def stack_of(stack_id: int):
-        if stack_id < 0:
-            return None
-        if stack_id not in cache:
-            cache[stack_id] = np.asarray(read_stack(stack_id), dtype=np.uint64)
-        return cache[stack_id]
-
-    kid = rows[kernel].to_numpy(dtype=np.int64) if kernel is not None else None
-    uid = rows[user].to_numpy(dtype=np.int64) if user is not None else None
-    k_stacks = [stack_of(i) for i in kid.tolist()] if kid is not None else None
-    u_stacks = [stack_of(i) for i in uid.tolist()] if uid is not None else None
-    pids = rows[pid].to_numpy() if (pid is not None and pid in rows) else None
-    if u_stacks is not None and usyms is None:
-        usyms = UserSymbols()
-    if u_stacks is not None and pids is not None:
-        for p in np.unique(pids).tolist():
-            usyms.remember(p)
-    folded = fold_stacks(k_stacks, u_stacks, pids, ksyms=ksyms, usyms=usyms, strip_bpf=strip_bpf)
-    for i in range(len(folded)):
-        missing = []
-        if uid is not None and uid[i] < 0 and uid[i] != _EFAULT:
-            missing.append(MISSING_USER)
-        if kid is not None and kid[i] < 0 and kid[i] != _EFAULT:
-            missing.append(MISSING_KERNEL)
-        if missing:
-            folded[i] = ";".join([p for p in (folded[i],) if p] + missing)
+    folded = fold_stack_ids(
+        rows[kernel].to_numpy(dtype=np.int64) if kernel is not None else None,
+        rows[user].to_numpy(dtype=np.int64) if user is not None else None,
+        rows[pid].to_numpy() if (pid is not None and pid in rows) else None,
+        read_stack, usyms, ksyms=ksyms, strip_bpf=strip_bpf, markers_last=True)
     out = rows[keys].copy() if keys else pd.DataFrame(index=rows.index)
     out["stack"] = pd.Series(folded, index=rows.index, dtype=object)
     out["value"] = rows[value].to_numpy()
@@ -687,6 +722,7 @@ __all__ = [
     "strip_bpf_frames",
     "is_bpf_frame",
     "fold_stacks",
+    "fold_stack_ids",
     "stacks_frame",
     "offwake_stack",
 ]

@@ -149,25 +149,35 @@ def run(tool: str, source: str, route: Route, *, duration: float | None, defines
     from ..capture import DEFAULT_EVENT_LIMIT, Run
     from ..program import Program
 
-    if duration is not None and duration <= 0:
-        duration = None
     with Program(PID_FILTER_C + source, defines=defines, attach=attach, pid=uprobe_pid,
                  hist_types=hist_types) as program:
         if prepare is not None:
             prepare(program)
-        runner = Run(program, duration, event_limit=event_limit or DEFAULT_EVENT_LIMIT,
+        runner = Run(program, seconds(duration), event_limit=event_limit or DEFAULT_EVENT_LIMIT,
                      interval=interval, on_interval=on_interval,
                      hist_interval=hist_interval and interval is not None)
-        try:
-            with runner:
-                if on_attach is not None:
-                    on_attach()
-                runner.wait()
-        except KeyboardInterrupt:  # during attach or on_attach: still return what is there
-            runner.stopped_by = runner.stopped_by or "interrupt"
+        attached(runner, on_attach)
         trace = runner.snapshot()
     trace.meta["tool"] = tool_meta(tool, route, options)
     return trace
+
+
+def seconds(duration: float | None) -> float | None:
+    """The Run's duration: None (until interrupted) for None or <= 0."""
+    if duration is not None and duration <= 0:
+        return None
+    return duration
+
+
+def attached(runner, on_attach=None) -> None:
+    """Attach runner's probes, call on_attach(), wait for the end, detach."""
+    try:
+        with runner:
+            if on_attach is not None:
+                on_attach()
+            runner.wait()
+    except KeyboardInterrupt:  # during attach or on_attach: still return what is there
+        runner.stopped_by = runner.stopped_by or "interrupt"
 
 
 def tool_meta(tool: str, route: Route, options: dict | None = None) -> dict:

@@ -2,6 +2,9 @@
 
 - `STACKS_C`: the stack table, user/kernel stack-id helpers, a drop counter
   and an exec watcher (a process that exec()s gets new user symbols).
+- `BLOCKED_C`: offcputime's and offwaketime's clock of threads off CPU,
+  with the stacks they blocked in; `bounds_us(...)` checks their
+  min_us / max_us.
 - `capture(...)`: compile, attach, run; every REMEMBER_EVERY seconds read
   the pids in the `counts` map and remember their memory maps (so the user
   stacks of processes that exit before the capture ends still resolve);
@@ -20,8 +23,7 @@ import pandas as pd
 
 from .. import system
 from ..procmem import ProcessMemory
-from ..snapshot import fold_stack_ids
-from ..symbols import UserSymbols
+from ..symbols import UserSymbols, fold_stack_ids
 from ..trace import Trace
 from . import _base
 from ._base import Route, ToolError
@@ -66,6 +68,43 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
 """
 
 
+# offcputime's and offwaketime's thread timer. At sched_switch the current
+# task is still prev: its stacks, taken there, are the stacks it blocks in.
+# They wait in `blocked` (by thread id) until the thread is switched in again.
+# Comes after STACKS_C and needs MAX_ENTRIES (stack_defines).
+BLOCKED_C = r"""
+struct blocked_t {
+    u64 ts;
+    u32 pid;
+    s32 user_stack_id;
+    s32 kernel_stack_id;
+    char comm[16];
+};
+BPF_HASH(blocked, u32, struct blocked_t, MAX_ENTRIES);
+
+/* at switch-out of thread prev (still current) of process tgid: start its clock */
+static __always_inline void block_start(void *ctx, u32 prev, u32 tgid) {
+    struct blocked_t b = {};
+    b.ts = bpf_ktime_get_ns();
+    b.pid = tgid;
+    b.user_stack_id = user_stack_id(ctx);
+    b.kernel_stack_id = kernel_stack_id(ctx);
+    bpf_get_current_comm(&b.comm, sizeof(b.comm));
+    if (blocked.update(&prev, &b)) count_drop(1);
+}
+/* at switch-in of thread next: its record and microseconds off CPU into
+   *out and *us, and the record forgotten; 0 when next was not being timed */
+static __always_inline int block_end(u32 next, struct blocked_t *out, u64 *us) {
+    struct blocked_t *b = blocked.lookup(&next);
+    if (!b) return 0;
+    *us = (bpf_ktime_get_ns() - b->ts) / 1000;
+    __builtin_memcpy(out, b, sizeof(*out));
+    blocked.delete(&next);
+    return 1;
+}
+"""
+
+
 # -- routes -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class PerfRoute(Route):
@@ -89,6 +128,21 @@ def check_options(*, user: bool, kernel: bool, stack_storage: int, duration) -> 
                         f"e.g. {DEFAULT_STACK_STORAGE}")
     if duration is not None and duration < 0:
         raise ToolError(f"duration={duration}: give seconds (> 0), or None to run until interrupted")
+
+
+U64_MAX = (1 << 64) - 1  # max_us=None: no upper bound
+
+
+def bounds_us(min_us, max_us) -> tuple[int, int]:
+    """(min_us, max_us) as the MIN_US / MAX_US defines take them (None: no bound)."""
+    min_us = 0 if min_us is None else int(min_us)
+    max_us = U64_MAX if max_us is None else int(max_us)
+    if min_us < 0:
+        raise ToolError(f"min_us={min_us}: a duration in microseconds is >= 0")
+    if max_us < min_us:
+        raise ToolError(f"max_us={max_us} is below min_us={min_us}: nothing could be counted; "
+                        "raise max_us or leave it None")
+    return min_us, max_us
 
 
 def stack_defines(user: bool, kernel: bool, stack_storage: int) -> dict:
@@ -145,16 +199,9 @@ def _run(program, duration, on_attach, look):
     """Attach, on_attach(), look() every REMEMBER_EVERY s until the end, detach, look(final=True)."""
     from ..capture import Run
 
-    if duration is not None and duration <= 0:
-        duration = None
-    runner = Run(program, duration, interval=REMEMBER_EVERY, on_interval=lambda run, elapsed: look())
-    try:
-        with runner:
-            if on_attach is not None:
-                on_attach()
-            runner.wait()
-    except KeyboardInterrupt:  # during attach or on_attach: still return what is there
-        runner.stopped_by = runner.stopped_by or "interrupt"
+    runner = Run(program, _base.seconds(duration), interval=REMEMBER_EVERY,
+                 on_interval=lambda run, elapsed: look())
+    _base.attached(runner, on_attach)
     look(final=True)
     return runner
 
@@ -235,4 +282,4 @@ def comm_column(rows: pd.DataFrame, name: str = "comm") -> pd.Series:
     return col
 
 
-__all__ = ["PerfRoute", "ProcessMemory", "capture", "fold_rows", "summed", "STACKS_C"]
+__all__ = ["PerfRoute", "ProcessMemory", "capture", "fold_rows", "summed", "STACKS_C", "BLOCKED_C"]

@@ -10,47 +10,30 @@ from __future__ import annotations
 from . import _stacks
 from ._base import Route, ToolError, choose, pid_defines
 
-# At sched_switch the current task is still prev: its stacks, taken there,
-# are the stacks it blocks in. They wait in `blocked` (by thread id) until
-# the thread is switched in again, when the time off CPU is charged to them.
-SOURCE = r"""
-struct blocked_t {
-    u64 ts;
-    u32 pid;
-    s32 user_stack_id;
-    s32 kernel_stack_id;
-    char comm[16];
-};
+# The blocked thread's stacks are taken at switch-out (_stacks.BLOCKED_C);
+# the time off CPU is charged to them when it is switched in again.
+SOURCE = _stacks.BLOCKED_C + r"""
 struct key_t {
     u32 pid;
     s32 user_stack_id;
     s32 kernel_stack_id;
     char comm[16];
 };
-BPF_HASH(blocked, u32, struct blocked_t, MAX_ENTRIES);
 BPF_HASH(counts, struct key_t, u64, MAX_ENTRIES);
 
 TRACEPOINT_PROBE(sched, sched_switch) {
     u32 prev = args->prev_pid, next = args->next_pid;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;       /* prev's process */
-    if (prev && !BPFNB_SKIP_TGID(tgid) && (STATE < 0 || (args->prev_state & 0xff) == STATE)) {
-        struct blocked_t b = {};
-        b.ts = bpf_ktime_get_ns();
-        b.pid = tgid;
-        b.user_stack_id = user_stack_id(args);
-        b.kernel_stack_id = kernel_stack_id(args);
-        bpf_get_current_comm(&b.comm, sizeof(b.comm));
-        if (blocked.update(&prev, &b)) count_drop(1);
-    }
-    struct blocked_t *b = blocked.lookup(&next);
-    if (!b) return 0;
-    u64 us = (bpf_ktime_get_ns() - b->ts) / 1000;
+    if (prev && !BPFNB_SKIP_TGID(tgid) && (STATE < 0 || (args->prev_state & 0xff) == STATE))
+        block_start(args, prev, tgid);
+    struct blocked_t b;
+    u64 us;
+    if (!block_end(next, &b, &us)) return 0;
     struct key_t key = {};
-    key.pid = b->pid;
-    key.user_stack_id = b->user_stack_id;
-    key.kernel_stack_id = b->kernel_stack_id;
-    __builtin_memcpy(&key.comm, b->comm, sizeof(key.comm));
-    blocked.delete(&next);
+    key.pid = b.pid;
+    key.user_stack_id = b.user_stack_id;
+    key.kernel_stack_id = b.kernel_stack_id;
+    __builtin_memcpy(&key.comm, b.comm, sizeof(key.comm));
     if (us < MIN_US || us > MAX_US) return 0;
     u64 zero = 0;
     u64 *total = counts.lookup_or_try_init(&key, &zero);
@@ -77,7 +60,7 @@ WHY = ("tracepoint sched:sched_switch: a stable scheduler tracepoint present on 
        "tracing, with prev/next pids as arguments; no kprobe (finish_task_switch) or fentry needed"
        + _stacks.EXEC_WHY)
 
-U64_MAX = (1 << 64) - 1
+U64_MAX = _stacks.U64_MAX
 
 
 def plan() -> Route:
@@ -105,7 +88,7 @@ def offcputime(duration: float | None = 5, *, pid: int | None = None, min_us: in
     ends is not counted. bpfnb.flamegraph(t, kind="offcpu") draws it.
     """
     _stacks.check_options(user=user, kernel=kernel, stack_storage=stack_storage, duration=duration)
-    min_us, max_us = _bounds(min_us, max_us)
+    min_us, max_us = _stacks.bounds_us(min_us, max_us)
     if state is not None and not 0 <= int(state) <= 255:
         raise ToolError(f"state={state}: give a task state as sched_switch reports it "
                         "(0 runnable, 1 sleeping S, 2 uninterruptible D), or None for all")
@@ -119,15 +102,3 @@ def offcputime(duration: float | None = 5, *, pid: int | None = None, min_us: in
         options=dict(pid=pid, min_us=min_us, max_us=None if max_us == U64_MAX else max_us, user=user,
                      kernel=kernel, state=state, stack_storage=stack_storage),
     )
-
-
-def _bounds(min_us, max_us) -> tuple[int, int]:
-    min_us = 0 if min_us is None else int(min_us)
-    max_us = U64_MAX if max_us is None else int(max_us)
-    if min_us < 0:
-        raise ToolError(f"min_us={min_us}: a duration in microseconds is >= 0")
-    if max_us < min_us:
-        raise ToolError(f"max_us={max_us} is below min_us={min_us}: nothing could be counted; "
-                        "raise max_us or leave it None")
-    return min_us, max_us
-

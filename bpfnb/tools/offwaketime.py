@@ -16,20 +16,12 @@ import numpy as np
 from ..symbols import offwake_stack
 from . import _stacks
 from ._base import Route, choose, pid_defines
-from .offcputime import U64_MAX, _bounds
 
 # sched_waking runs in the waker's context: its stacks are the waker's, kept
 # by the wakee's thread id until the wakee is switched in. Only threads that
 # left the CPU asleep (prev_state not runnable) are timed: a preempted thread
 # has no waker.
-SOURCE = r"""
-struct blocked_t {
-    u64 ts;
-    u32 pid;
-    s32 user_stack_id;
-    s32 kernel_stack_id;
-    char comm[16];
-};
+SOURCE = _stacks.BLOCKED_C + r"""
 struct waker_t {
     u32 pid;
     s32 user_stack_id;
@@ -46,7 +38,6 @@ struct key_t {
     char comm[16];
     char waker_comm[16];
 };
-BPF_HASH(blocked, u32, struct blocked_t, MAX_ENTRIES);
 BPF_HASH(wakers, u32, struct waker_t, MAX_ENTRIES);
 BPF_HASH(counts, struct key_t, u64, MAX_ENTRIES);
 BPF_PERCPU_ARRAY(unwoken, u64, 1);       /* blocks that ended with no waker seen */
@@ -66,24 +57,16 @@ TRACEPOINT_PROBE(sched, sched_waking) {
 TRACEPOINT_PROBE(sched, sched_switch) {
     u32 prev = args->prev_pid, next = args->next_pid;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;       /* prev's process */
-    if (prev && !BPFNB_SKIP_TGID(tgid) && (args->prev_state & 0xff) != 0) {
-        struct blocked_t b = {};
-        b.ts = bpf_ktime_get_ns();
-        b.pid = tgid;
-        b.user_stack_id = user_stack_id(args);
-        b.kernel_stack_id = kernel_stack_id(args);
-        bpf_get_current_comm(&b.comm, sizeof(b.comm));
-        if (blocked.update(&prev, &b)) count_drop(1);
-    }
-    struct blocked_t *b = blocked.lookup(&next);
-    if (!b) return 0;
-    u64 us = (bpf_ktime_get_ns() - b->ts) / 1000;
+    if (prev && !BPFNB_SKIP_TGID(tgid) && (args->prev_state & 0xff) != 0)
+        block_start(args, prev, tgid);
+    struct blocked_t b;
+    u64 us;
+    if (!block_end(next, &b, &us)) return 0;
     struct key_t key = {};
-    key.pid = b->pid;
-    key.user_stack_id = b->user_stack_id;
-    key.kernel_stack_id = b->kernel_stack_id;
-    __builtin_memcpy(&key.comm, b->comm, sizeof(key.comm));
-    blocked.delete(&next);
+    key.pid = b.pid;
+    key.user_stack_id = b.user_stack_id;
+    key.kernel_stack_id = b.kernel_stack_id;
+    __builtin_memcpy(&key.comm, b.comm, sizeof(key.comm));
     struct waker_t *w = wakers.lookup(&next);
     if (!w) {
         int zero_slot = 0;
@@ -147,7 +130,7 @@ def offwaketime(duration: float | None = 5, *, pid: int | None = None, min_us: i
     above in aqua.
     """
     _stacks.check_options(user=user, kernel=kernel, stack_storage=stack_storage, duration=duration)
-    min_us, max_us = _bounds(min_us, max_us)
+    min_us, max_us = _stacks.bounds_us(min_us, max_us)
     route = plan()
     defines = {**pid_defines(pid), **_stacks.stack_defines(user, kernel, stack_storage),
                "MIN_US": f"{min_us}ULL", "MAX_US": f"{max_us}ULL"}
@@ -159,7 +142,7 @@ def offwaketime(duration: float | None = 5, *, pid: int | None = None, min_us: i
         "offwaketime", SOURCE, route, duration=duration, defines=defines, pid=pid,
         pid_fields=("pid", "waker_pid"), on_attach=on_attach, fold=fold, why=WHY,
         user_stacks=user, counters=("unwoken",),
-        options=dict(pid=pid, min_us=min_us, max_us=None if max_us == U64_MAX else max_us, user=user,
+        options=dict(pid=pid, min_us=min_us, max_us=None if max_us == _stacks.U64_MAX else max_us, user=user,
                      kernel=kernel, stack_storage=stack_storage),
     )
 
