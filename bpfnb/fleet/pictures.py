@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BpfnbError
+from ..plot._picture import Picture
 from .capture import HOST
 
 AGGS = ("count", "sum", "mean", "max", "p50", "p90", "p99")
@@ -166,14 +167,13 @@ def heatmap(data, time: str = "ts", value: str | None = None, *, agg: str = "cou
     return HostHeatMap(matrix, title=title or f"{what} per host over time", width=width)
 
 
-class HostHeatMap:
+class HostHeatMap(Picture):
     """Hosts x time: .matrix (DataFrame), SVG/HTML display, .ax, .save(), text."""
 
     def __init__(self, matrix: pd.DataFrame, *, title: str, width: int = 960):
         self.matrix = matrix
         self.title = title
         self.width = int(width)
-        self._ax = None
 
     def __repr__(self) -> str:
         return (f"<HostHeatMap {len(self.matrix)} hosts x {self.matrix.shape[1]} columns, "
@@ -217,9 +217,6 @@ class HostHeatMap:
                    f"time ({step:g} s columns; colour {lo:g} to {hi:g})</text></svg>")
         return "\n".join(out)
 
-    def _repr_svg_(self) -> str:
-        return self.to_svg()
-
     def text(self, max_cols: int = 80) -> str:
         shades = " .:-=+*#%@"
         m = self.matrix.to_numpy(dtype=float)
@@ -234,15 +231,6 @@ class HostHeatMap:
                             shades[max(1, int(round(v / hi * (len(shades) - 1))))] for v in cells)
             lines.append(f"{str(host):>{width}} |{chars}|")
         return "\n".join(lines)
-
-    def _repr_pretty_(self, p, cycle):
-        p.text(repr(self) if cycle else self.text())
-
-    @property
-    def ax(self):
-        if self._ax is None:
-            self._ax = self.plot()
-        return self._ax
 
     def plot(self, ax=None):
         import matplotlib.pyplot as plt

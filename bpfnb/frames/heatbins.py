@@ -122,6 +122,13 @@ def _time_ticks(time, unit: str) -> tuple[np.ndarray, int, object]:
     return arr, TICKS_PER_SECOND[unit], None
 
 
+def _start(ticks, origin) -> object:
+    """HeatBins.start from the time origin's ticks: a pd.Timestamp for datetimes, else a plain number."""
+    if origin == "datetime":
+        return pd.Timestamp(int(ticks), unit="ns")
+    return ticks.item() if hasattr(ticks, "item") else ticks
+
+
 def nice_ceil(x: float) -> float:
     """The smallest of 1, 2, 5 x 10**k that is >= x."""
     if x <= 0:
@@ -208,17 +215,13 @@ def bin_events(
     grid = np.bincount(flat, minlength=n_cols * (n_rows + 1)).reshape(n_cols, n_rows + 1)
     above = int(grid[:, n_rows].sum())
     counts = np.ascontiguousarray(grid[:, :n_rows].T)
-    if origin == "datetime":
-        start = pd.Timestamp(int(t_first), unit="ns")
-    else:
-        start = t_first.item() if hasattr(t_first, "item") else t_first
     return HeatBins(
         counts=counts,
         time_edges=np.arange(n_cols + 1) * step_s,
         value_edges=edges,
         scale=scale,
         step=step_s,
-        start=start,
+        start=_start(t_first, origin),
         time_unit=unit,
         above=above,
         below=below,
@@ -366,17 +369,13 @@ def bin_hist(
     counts = np.zeros((len(all_slots), n_cols), dtype=np.int64)
     np.add.at(counts, (row, col), drawn["count"].to_numpy(dtype=np.int64))
     origin_ticks = first - step_ticks if time_marks == "end" else first
-    if origin == "datetime":
-        start = pd.Timestamp(int(origin_ticks), unit="ns")
-    else:
-        start = origin_ticks.item() if hasattr(origin_ticks, "item") else origin_ticks
     return HeatBins(
         counts=counts,
         time_edges=np.arange(n_cols + 1) * step_s,
         value_edges=edges,
         scale="log2" if kind == "log2" else "linear",
         step=step_s,
-        start=start,
+        start=_start(origin_ticks, origin),
         time_unit=unit,
         above=above,
         integer_values=True,

@@ -28,6 +28,7 @@ from ..frames.heatbins import (
     bin_hist,
     nice_ceil,
 )
+from ._picture import Picture
 
 # colour ramp for counts, light (few) to dark (many); anchors chosen by hand
 _ANCHORS = [(255, 246, 190), (253, 205, 100), (245, 145, 50), (220, 70, 35),
@@ -121,7 +122,7 @@ def _frame_of(data, time: str) -> tuple[pd.DataFrame, bool]:
     return data, is_hist
 
 
-class HeatMap:
+class HeatMap(Picture):
     """A finished heat map: bins plus how to draw them."""
 
     def __init__(self, bins: HeatBins, *, title=None, value_label="value",
@@ -131,7 +132,6 @@ class HeatMap:
         self.title = title if title is not None else f"{value_label} over time"
         self.color_scale = color_scale
         self.width, self.height = int(width), int(height)
-        self._ax = None
 
     # -- data ------------------------------------------------------------------
     @property
@@ -155,9 +155,6 @@ class HeatMap:
     def to_svg(self) -> str:
         """A standalone SVG: one <rect class="cell"> per non-empty cell, with hover text."""
         return _svg(self)
-
-    def _repr_svg_(self) -> str:
-        return self.to_svg()
 
     # -- notebook ------------------------------------------------------------------
     def to_html(self, svg: str | None = None) -> str:
@@ -193,17 +190,7 @@ class HeatMap:
         """A character picture: rows top = high values, shades by count."""
         return _text_picture(self, max_cols, max_rows)
 
-    def _repr_pretty_(self, p, cycle):
-        p.text(repr(self) if cycle else self.text())
-
-    # -- matplotlib ----------------------------------------------------------------
-    @property
-    def ax(self):
-        """A matplotlib Axes with this heat map (drawn on first use)."""
-        if self._ax is None:
-            self._ax = self.plot()
-        return self._ax
-
+    # -- matplotlib (.ax comes from Picture) ---------------------------------------
     def plot(self, ax=None):
         """Draw on a matplotlib Axes (a new figure if ax is None); returns the Axes."""
         return _plot_mpl(self, ax)

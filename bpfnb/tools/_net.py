@@ -7,12 +7,21 @@ import ipaddress
 import numpy as np
 import pandas as pd
 
+from ._base import pid_defines
+
 AF_INET, AF_INET6 = 2, 10
 TCP_STATES = {
     1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
     6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING",
     12: "NEW_SYN_RECV",
 }
+# C: the protocol and the states the tools' inet_sock_set_state probes compare with
+TCP_DEFINES = {"IPPROTO_TCP": 6, "TCP_ESTABLISHED": 1, "TCP_SYN_SENT": 2, "TCP_SYN_RECV": 3, "TCP_CLOSE": 7}
+
+
+def tcp_defines(port: int | None, *, pid: int | None = None) -> dict:
+    """A TCP tool's defines: TCP_DEFINES, FILTER_PORT (0: any port), FILTER_PID when pid is given."""
+    return {**pid_defines(pid), **TCP_DEFINES, "FILTER_PORT": int(port or 0)}
 
 # C: copy a tracepoint's saddr/daddr (v4 or v6) into u8[16] event fields.
 ADDR_COPY_C = r"""

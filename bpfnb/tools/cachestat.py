@@ -43,6 +43,12 @@ static __always_inline struct counts_t *slot_counts(u32 tgid) {
     struct counts_t empty = {};
     return counts.lookup_or_try_init(&key, &empty);
 }
+/* the current process's counters, or 0 when the pid filter skips it */
+static __always_inline struct counts_t *wanted_counts(void) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (BPFNB_SKIP_TGID(tgid)) return 0;
+    return slot_counts(tgid);
+}
 
 static __always_inline int read_enter(void) {
     u64 id = bpf_get_current_pid_tgid();
@@ -75,34 +81,26 @@ TRACEPOINT_PROBE(filemap, mm_filemap_get_pages) {
     return 0;
 }
 TRACEPOINT_PROBE(filemap, mm_filemap_fault) {
-    u64 id = bpf_get_current_pid_tgid();
-    if (BPFNB_SKIP_TGID(id >> 32)) return 0;
-    struct counts_t *c = slot_counts(id >> 32);
+    struct counts_t *c = wanted_counts();
     if (c) __sync_fetch_and_add(&c->reads, 1);
     return 0;
 }
 TRACEPOINT_PROBE(filemap, mm_filemap_add_to_page_cache) {
-    u64 id = bpf_get_current_pid_tgid();
-    if (BPFNB_SKIP_TGID(id >> 32)) return 0;
-    struct counts_t *c = slot_counts(id >> 32);
+    struct counts_t *c = wanted_counts();
     if (!c) return 0;
     u64 pages = 1ULL << (args->order & 31);
     __sync_fetch_and_add(&c->added, pages);
-    u32 tid = (u32)id;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
     if (reading.lookup(&tid)) __sync_fetch_and_add(&c->misses, pages);
     return 0;
 }
 TRACEPOINT_PROBE(filemap, mm_filemap_delete_from_page_cache) {
-    u64 id = bpf_get_current_pid_tgid();
-    if (BPFNB_SKIP_TGID(id >> 32)) return 0;
-    struct counts_t *c = slot_counts(id >> 32);
+    struct counts_t *c = wanted_counts();
     if (c) __sync_fetch_and_add(&c->deleted, 1ULL << (args->order & 31));
     return 0;
 }
 TRACEPOINT_PROBE(writeback, writeback_dirty_folio) {
-    u64 id = bpf_get_current_pid_tgid();
-    if (BPFNB_SKIP_TGID(id >> 32)) return 0;
-    struct counts_t *c = slot_counts(id >> 32);
+    struct counts_t *c = wanted_counts();
     if (c) __sync_fetch_and_add(&c->dirties, 1);
     return 0;
 }

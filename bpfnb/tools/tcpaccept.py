@@ -6,7 +6,6 @@ import pandas as pd
 
 from . import _base, _net
 from ._base import Route
-from .tcpconnect import TCP_DEFINES
 
 SOURCE = _net.ADDR_COPY_C + r"""
 struct est_t {              /* a passive connection became ESTABLISHED (softirq) */
@@ -119,7 +118,7 @@ def tcpaccept(duration: float = 5, *, pid: int | None = None, port: int | None =
     during the capture; they have no pid).
     """
     route = plan()
-    defines = {**_base.pid_defines(pid), **TCP_DEFINES, "FILTER_PORT": int(port or 0)}
+    defines = _net.tcp_defines(port, pid=pid)
     raw = _base.run("tcpaccept", SOURCE, route, duration=duration, defines=defines, on_attach=on_attach,
                     options=dict(pid=pid, port=port))
     frame = join(raw.events("established"), raw.events("accepts"), port=port, pid=pid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import _base, _net
 from ._base import Route
+from ._net import TCP_DEFINES  # noqa: F401  (its old home: tcpconnect.TCP_DEFINES)
 
 SOURCE = _net.ADDR_COPY_C + r"""
 struct start_t { u64 ts; u32 pid; u32 tid; char comm[16]; };
@@ -54,7 +55,6 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
     return 0;
 }
 """
-TCP_DEFINES = {"IPPROTO_TCP": 6, "TCP_ESTABLISHED": 1, "TCP_SYN_SENT": 2, "TCP_SYN_RECV": 3, "TCP_CLOSE": 7}
 
 ROUTES = [
     Route(
@@ -86,7 +86,7 @@ def tcpconnect(duration: float = 5, *, pid: int | None = None, port: int | None 
     established/failed), result ("established" or "failed").
     """
     route = plan()
-    defines = {**_base.pid_defines(pid), **TCP_DEFINES, "FILTER_PORT": int(port or 0)}
+    defines = _net.tcp_defines(port, pid=pid)
     raw = _base.run("tcpconnect", SOURCE, route, duration=duration, defines=defines, on_attach=on_attach,
                     options=dict(pid=pid, port=port, failed=failed))
     frame = _net.family_text(_net.address_columns(raw.events("connects"), {"saddr": "saddr", "daddr": "daddr"}))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from . import _base, _net
 from ._base import Route
-from .tcpconnect import TCP_DEFINES
 
 SOURCE = _net.ADDR_COPY_C + r"""
 struct life_t { u64 start_ns; u64 tx; u64 rx; u32 pid; u32 active; char comm[16]; };
@@ -118,7 +117,7 @@ def tcplife(duration: float = 5, *, pid: int | None = None, port: int | None = N
     (lifespan), active (True for connect(), False for accepted).
     """
     route = plan()
-    defines = {**_base.pid_defines(pid), **TCP_DEFINES, "FILTER_PORT": int(port or 0)}
+    defines = _net.tcp_defines(port, pid=pid)
     raw = _base.run("tcplife", SOURCE, route, duration=duration, defines=defines, on_attach=on_attach,
                     options=dict(pid=pid, port=port))
     frame = _net.address_columns(raw.events("closed"), {"saddr": "laddr", "daddr": "raddr"})

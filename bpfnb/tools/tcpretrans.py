@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from . import _base, _net
 from ._base import Route
-from .tcpconnect import TCP_DEFINES
 
 SOURCE = _net.ADDR_COPY_C + r"""
 struct retrans_t {
@@ -81,7 +80,7 @@ def tcpretrans(duration: float = 5, *, port: int | None = None, count: bool = Fa
     """
     route = plan()
     source = SOURCE + (SYNACK if _base.have("tracepoint:tcp:tcp_retransmit_synack") else "")
-    defines = {**TCP_DEFINES, "FILTER_PORT": int(port or 0)}
+    defines = _net.tcp_defines(port)  # no pid filter: pid is whoever was on the CPU
     raw = _base.run("tcpretrans", source, route, duration=duration, defines=defines, on_attach=on_attach,
                     options=dict(port=port, count=count))
     frame = _net.family_text(_net.address_columns(raw.events("retransmits"), {"saddr": "laddr", "daddr": "raddr"}))
