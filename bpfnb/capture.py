@@ -194,6 +194,21 @@ class Run:
             self.stopped_by = "interrupt"
             return self.stopped_by
 
+    def run_to_end(self, on_attach=None) -> str | None:
+        """Attach, call on_attach(), wait for the end, detach; returns why it ended.
+
+        An interrupt while attaching or in on_attach() still detaches and
+        keeps what was captured, like one during the wait.
+        """
+        try:
+            with self:
+                if on_attach is not None:
+                    on_attach()
+                self.wait()
+        except KeyboardInterrupt:
+            self.stopped_by = self.stopped_by or "interrupt"
+        return self.stopped_by
+
     def tick(self, elapsed: float) -> None:
         """Once per interval: snapshot-and-clear histograms, then notify."""
         if self.hist_interval:
@@ -324,13 +339,7 @@ def capture(source: str, duration: float | None = 5, *, defines: dict | None = N
                   on_interval=(lambda r, t: [cb(r, t) for cb in callbacks]) if callbacks else None,
                   should_stop=(lambda: bool(getattr(view, "stop_requested", False))) if view else None)
         spill = _spill_for(spill_dir, memory_limit)  # spill-to-Parquet mode (bpfnb.spill, issue 8)
-        try:
-            with run:
-                if spill is not None:
-                    spill.watch(run.sinks)
-                run.wait()
-        except KeyboardInterrupt:  # arrived outside the poll (e.g. during attach)
-            run.stopped_by = run.stopped_by or "interrupt"
+        run.run_to_end(on_attach=(lambda: spill.watch(run.sinks)) if spill is not None else None)
         if spill is not None:
             spill.flush(run.sinks)  # before the snapshot: the parts hold the events
         trace = run.snapshot()

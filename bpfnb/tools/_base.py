@@ -171,13 +171,7 @@ def seconds(duration: float | None) -> float | None:
 
 def attached(runner, on_attach=None) -> None:
     """Attach runner's probes, call on_attach(), wait for the end, detach."""
-    try:
-        with runner:
-            if on_attach is not None:
-                on_attach()
-            runner.wait()
-    except KeyboardInterrupt:  # during attach or on_attach: still return what is there
-        runner.stopped_by = runner.stopped_by or "interrupt"
+    runner.run_to_end(on_attach)
 
 
 def tool_meta(tool: str, route: Route, options: dict | None = None) -> dict:
