@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import select
 import signal
 import socket
 import threading
@@ -49,6 +50,7 @@ class Run:
         self.should_stop = should_stop        # callable() -> bool (Stop buttons)
         self.sinks: dict = {}
         self.rings: dict = {}             # name -> RingBufferReader (bulk numpy path)
+        self._ring_wakeups = select.epoll()  # every ring's map fd, to wait on all at once
         self.stopped_by: str | None = None
         self._hist_parts: dict[str, list[pd.DataFrame]] = {}
         self._hist_last: dict[str, pd.DataFrame] = {}
@@ -78,6 +80,7 @@ class Run:
                     table.open_perf_buffer(sink.perf_callback, page_cnt=pages, lost_cb=sink.lost_callback)
                 else:
                     self.rings[name] = RingBufferReader(table.map_fd, int(table.max_entries), sink.dtype)
+                    self._ring_wakeups.register(table.map_fd, select.EPOLLIN)
                 self.sinks[name] = sink
             self.start_wall = time.time()
             self.start_mono = time.monotonic()
@@ -134,9 +137,10 @@ class Run:
         b = self.program.bpf
         has_perf = "perf" in self.program.outputs.events.values()
         if self.rings:
-            first = next(iter(self.rings.values()))
-            if first.wait(0 if has_perf else timeout_ms / 1000):
-                self._read_rings()
+            # wake on any ring's data (or the timeout); reading an empty ring is cheap
+            if not any(ring.pending_bytes() for ring in self.rings.values()):
+                self._ring_wakeups.poll(0 if has_perf else timeout_ms / 1000)
+            self._read_rings()
         if has_perf:
             b.perf_buffer_poll(timeout=timeout_ms)
         if not self.rings and not has_perf:
@@ -167,6 +171,7 @@ class Run:
                 self.sinks[name].add_batch(block)
             ring.close()
         self.rings.clear()
+        self._ring_wakeups.close()
 
     def elapsed(self) -> float:
         return 0.0 if self.start_mono is None else time.monotonic() - self.start_mono

@@ -20,7 +20,6 @@ another size fall back to a record-by-record scan.
 from __future__ import annotations
 
 import mmap
-import select
 
 import numpy as np
 
@@ -57,8 +56,6 @@ class RingBufferReader:
             "offsets": [0, HEADER],
             "itemsize": self.stride,
         })
-        self._epoll = select.epoll()
-        self._epoll.register(map_fd, select.EPOLLIN)
         self.discarded = 0
         self.short_records = 0
 
@@ -75,12 +72,6 @@ class RingBufferReader:
         return self.producer_pos - self.consumer_pos
 
     # -- reading -------------------------------------------------------------------------
-    def wait(self, timeout_s: float) -> bool:
-        """Block until the kernel signals data (or timeout); True if data may be there."""
-        if self.pending_bytes():
-            return True
-        return bool(self._epoll.poll(timeout_s))
-
     def read(self, max_records: int | None = None) -> list[np.ndarray]:
         """Consume every complete record now in the buffer; returns payload arrays."""
         out: list[np.ndarray] = []
@@ -127,10 +118,8 @@ class RingBufferReader:
         return record
 
     def close(self) -> None:
-        if self._epoll is None:
+        if self._data_map.closed:
             return
-        self._epoll.close()
-        self._epoll = None
         del self._consumer, self._producer, self._data
         self._consumer_map.close()
         self._data_map.close()

@@ -239,3 +239,30 @@ def test_two_thread_read_of_a_large_hash_equals_one_walk(kernel):
     assert sorted(zip(k_par["a"].tolist(), v_par.tolist())) == sorted(zip(k_seq["a"].tolist(), v_seq.tolist()))
     assert sorted(frame["a"].tolist()) == list(range(n))
     assert (frame.sort_values("a")["value"].to_numpy() == np.arange(n)).all()
+
+
+def test_every_ring_buffer_is_read_not_just_the_first(kernel, workload_bin):
+    source = r"""
+    struct ev_t { u64 seq; };
+    BPF_RINGBUF_OUTPUT(quiet, 16);
+    BPF_RINGBUF_OUTPUT(busy, 16);
+    BPF_ARRAY(count, u64, 1);
+    TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+        if ((bpf_get_current_pid_tgid() >> 32) != TARGET) return 0;
+        int zero = 0;
+        u64 *c = count.lookup(&zero);
+        if (!c) return 0;
+        struct ev_t e = {.seq = __sync_fetch_and_add(c, 1)};
+        busy.ringbuf_output(&e, sizeof(e), 0);   /* nothing ever goes to `quiet` */
+        return 0;
+    }
+    """
+    n = 50_000  # 16-byte records through a 64 KiB ring: only a reader that keeps up gets them all
+    with Workload(workload_bin, n_getppid=n) as w:
+        with bpfnb.Program(source, defines={"TARGET": w.pid}) as prog:
+            with prog.run() as run:
+                drive(run, w)
+            t = run.snapshot()
+    assert len(t.events("quiet")) == 0
+    assert len(t.events("busy")) + t.lost["busy"] == n
+    assert len(t.events("busy")) > 65536 // 16 * 2
