@@ -30,7 +30,7 @@ apt_install() {
 
 system_packages() {
     command -v apt-get >/dev/null || { warn "no apt-get: install bcc (python3-bpfcc), bpftrace and kernel headers yourself"; return 0; }
-    apt_install python3-bpfcc libbpfcc bpftrace gcc make libc6-dev iproute2 nftables chromium ${EXTRA_APT:-}
+    apt_install python3-bpfcc libbpfcc bpftrace gcc make libc6-dev systemtap-sdt-dev iproute2 nftables chromium ${EXTRA_APT:-}
 }
 
 kernel_headers() {

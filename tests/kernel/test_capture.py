@@ -276,3 +276,41 @@ def test_verifier_rejection_shows_the_log_and_a_hint(kernel):
     assert "invalid mem access 'map_value_or_null'" in message   # the verifier's own last words
     assert "NULL check" in message                               # and what usually causes them
     assert "@ bpf-cell:" not in message
+
+
+def test_usdt_probe_counts_and_reads_its_argument(kernel, tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("gcc") is None:
+        pytest.skip("no C compiler to build the USDT workload (apt-get install gcc)")
+    binary = tmp_path / "bpfnb_usdt"
+    source = os.path.join(os.path.dirname(__file__), "..", "workloads", "usdt.c")
+    subprocess.run(["gcc", "-O1", "-o", str(binary), source], check=True)
+    m = 321
+    program = r"""
+    BPF_HASH(ticks, u32, u64);
+    BPF_HASH(last, u32, u64);
+    int on_tick(struct pt_regs *ctx) {
+        u32 pid = bpf_get_current_pid_tgid() >> 32;
+        u64 n = 0;
+        bpf_usdt_readarg(1, ctx, &n);
+        ticks.increment(pid);
+        last.update(&pid, &n);
+        return 0;
+    }
+    """
+    proc = subprocess.Popen([str(binary), str(m)], stdin=subprocess.PIPE)
+    try:
+        with bpfnb.Program(program, attach=[f"usdt:{proc.pid}:tick=on_tick"]) as prog:
+            with prog.run() as run:
+                proc.stdin.write(b"x")
+                proc.stdin.close()
+                assert proc.wait(timeout=30) == 0
+                run.poll(20)
+            t = run.snapshot()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert t.map("ticks").set_index("key")["value"].to_dict() == {proc.pid: m}
+    assert t.map("last").set_index("key")["value"].to_dict() == {proc.pid: m - 1}
