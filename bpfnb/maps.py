@@ -83,10 +83,11 @@ def _read_batch(table, kdt, vdt, ncpu):
 class _Range:
     """One BPF_MAP_LOOKUP_BATCH walk: from a start token until a stop token."""
 
-    def __init__(self, fd, kdt, row, capacity, start=None, stop=None, chunk=None):
+    def __init__(self, fd, kdt, row, capacity, start=None, stop=None, chunk=None, keys=None, values=None):
         self.fd, self.kdt, self.row = fd, kdt, row
-        self.keys = np.zeros(capacity, dtype=kdt)
-        self.values = np.zeros(capacity, dtype=row)
+        # the arrays to fill (views into a caller's larger arrays, or our own)
+        self.keys = np.zeros(capacity, dtype=kdt) if keys is None else keys
+        self.values = np.zeros(capacity, dtype=row) if values is None else values
         self.start, self.stop = start, stop
         self.chunk = chunk or capacity
         self.total = 0
@@ -162,8 +163,13 @@ def _read_hash_halves(fd, kdt, row, capacity):
     import threading
 
     middle = 1 << (capacity - 1).bit_length() - 1
-    first = _Range(fd, kdt, row, capacity, stop=middle, chunk=PARALLEL_CHUNK)
-    second = _Range(fd, kdt, row, capacity, start=middle, chunk=PARALLEL_CHUNK)
+    # one allocation: the first walk fills the front half, the second the back half
+    keys = np.empty(2 * capacity, dtype=kdt)
+    values = np.empty(2 * capacity, dtype=row)
+    first = _Range(fd, kdt, row, capacity, stop=middle, chunk=PARALLEL_CHUNK,
+                   keys=keys[:capacity], values=values[:capacity])
+    second = _Range(fd, kdt, row, capacity, start=middle, chunk=PARALLEL_CHUNK,
+                    keys=keys[capacity:], values=values[capacity:])
     threads = [threading.Thread(target=walk.run) for walk in (first, second)]
     for thread in threads:
         thread.start()
@@ -175,11 +181,10 @@ def _read_hash_halves(fd, kdt, row, capacity):
     if overlap is None:
         return _read_range(fd, kdt, row, capacity)
     keep = len(k1) - overlap
-    keys = np.empty(keep + len(k2), dtype=kdt)
-    values = np.empty(keep + len(k2), dtype=row)
-    keys[:keep], keys[keep:] = k1[:keep], k2
-    values[:keep], values[keep:] = v1[:keep], v2
-    return keys, values
+    end = keep + len(k2)
+    keys[keep:end] = k2      # move the back half down, in place
+    values[keep:end] = v2
+    return keys[:end], values[:end]
 
 
 def _overlap(tail: np.ndarray, following: np.ndarray) -> int | None:
