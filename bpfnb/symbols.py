@@ -597,8 +597,7 @@ _EFAULT = -14  # bpf_get_stackid: no stack of that kind here (a kernel thread's 
 
 
 def fold_stack_ids(kernel_ids, user_ids, pids, read_stack, usyms=None, *,
-                   ksyms: KernelSymbols | None = None, strip_bpf: bool = True,
-                   markers_last: bool = False) -> list[str]:
+                   ksyms: KernelSymbols | None = None, strip_bpf: bool = True) -> list[str]:
     """One folded stack per row (root first, ";"-joined, "" if none) from stack ids.
 
     kernel_ids, user_ids: int arrays of bpf_get_stackid results (None: that
@@ -608,7 +607,7 @@ def fold_stack_ids(kernel_ids, user_ids, pids, read_stack, usyms=None, *,
     first; each id is read once. -EFAULT (no stack of that kind) leaves the
     part out; other errors (-EEXIST: a hash collision in the stack table,
     -ENOMEM) put bcc's "[Missing User Stack]" / "[Missing Kernel Stack]"
-    where those frames would be, or, markers_last, after the frames there are.
+    where those frames would be, as bcc's tools do.
     """
     cache: dict[int, np.ndarray] = {}
 
@@ -639,10 +638,7 @@ def fold_stack_ids(kernel_ids, user_ids, pids, read_stack, usyms=None, *,
         kernel_missing = _missing(kernel_ids)
     out = []
     for u, k, no_u, no_k in zip(user, kernel, user_missing, kernel_missing):
-        if markers_last:
-            parts = (u, k, MISSING_USER if no_u else "", MISSING_KERNEL if no_k else "")
-        else:
-            parts = (MISSING_USER if no_u else u, MISSING_KERNEL if no_k else k)
+        parts = (MISSING_USER if no_u else u, MISSING_KERNEL if no_k else k)
         out.append(";".join(p for p in parts if p))
     return out
 
@@ -689,7 +685,7 @@ def stacks_frame(
         rows[kernel].to_numpy(dtype=np.int64) if kernel is not None else None,
         rows[user].to_numpy(dtype=np.int64) if user is not None else None,
         rows[pid].to_numpy() if (pid is not None and pid in rows) else None,
-        read_stack, usyms, ksyms=ksyms, strip_bpf=strip_bpf, markers_last=True)
+        read_stack, usyms, ksyms=ksyms, strip_bpf=strip_bpf)
     out = rows[keys].copy() if keys else pd.DataFrame(index=rows.index)
     out["stack"] = pd.Series(folded, index=rows.index, dtype=object)
     out["value"] = rows[value].to_numpy()
