@@ -1,8 +1,10 @@
 """Read BPF maps into numpy arrays in bulk.
 
-BPF_MAP_LOOKUP_BATCH fills whole key and value arrays in a few syscalls,
-with no Python object per entry; maps or kernels without batch support
-fall back to bcc's iteration. Per-CPU values come back as one slot per
+Large hash and array maps are walked inside the kernel (bpfnb.mapdump)
+and read through a mapping; other maps go through BPF_MAP_LOOKUP_BATCH,
+which fills whole key and value arrays in a few syscalls, with no Python
+object per entry; maps or kernels without batch support fall back to
+bcc's iteration. Per-CPU values come back as one slot per
 possible CPU, each rounded up to 8 bytes, as the kernel lays them out.
 """
 
@@ -14,6 +16,7 @@ import os
 
 import numpy as np
 
+from . import mapdump
 from .frames.structs import dtype_of
 
 # bcc's map type ids (linux/bpf.h)
@@ -26,6 +29,7 @@ HASH_FAMILY = {HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH}
 PARALLEL_MIN_ENTRIES = 1 << 17     # below this one walk is fast enough
 PARALLEL_CHUNK = 1 << 16           # entries per call in the two-thread walk
 BATCH_TYPES = {HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH}
+DUMP_TYPES = {HASH, ARRAY, LRU_HASH}   # not per-CPU: an in-kernel walk sees one CPU's values
 
 
 def possible_cpus() -> int:
@@ -52,6 +56,11 @@ def read_table(table, per_cpu_layout: bool = True) -> tuple[np.ndarray, np.ndarr
     kdt, vdt = key_dtype(table), value_dtype(table)
     ttype = table_type(table)
     ncpu = possible_cpus() if ttype in PER_CPU else 0
+    if ttype in DUMP_TYPES and mapdump.DUMP_MIN_ENTRIES <= int(table.max_entries) <= mapdump.DUMP_MAX_ENTRIES:
+        try:
+            return mapdump.dump(table.map_fd, kdt, vdt, int(table.max_entries))
+        except OSError:
+            pass  # an older kernel, or no room: the batch read below gives the same answer
     if ttype in BATCH_TYPES:
         try:
             return _read_batch(table, kdt, vdt, ncpu)
