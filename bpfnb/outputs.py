@@ -204,9 +204,13 @@ class EventSink:
         chunks, self.chunks = self.chunks, []
         return chunks
 
+    def parts(self) -> list[np.ndarray]:
+        """Every record so far, in arrival order, as the arrays that hold them (no copy)."""
+        return self.chunks + [self._chunk[: self._fill]]
+
     def records(self) -> np.ndarray:
         """Every record so far, in arrival order (a copy)."""
-        parts = self.chunks + [self._chunk[: self._fill]]
+        parts = self.parts()
         # not np.concatenate: its dtype promotion packs structs, dropping C padding
         out = np.empty(sum(len(p) for p in parts), dtype=self.dtype)
         at = 0

@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import maps as kmaps
 from .frames.hist import from_slots
-from .frames.structs import key_value_frame, records_to_frame
+from .frames.structs import key_value_frame, parts_to_frame
 from .symbols import fold_stack_ids
 from .trace import Trace
 
@@ -22,7 +22,7 @@ _KERNEL_STACK = re.compile(r"^(kernel_stack_id|kern_stack_id|kstack_id|kstack|ke
 
 
 def event_frame(sink) -> pd.DataFrame:
-    return records_to_frame(sink.records())
+    return parts_to_frame(sink.parts(), sink.dtype)
 
 
 def map_frame(table, per_cpu: bool = False) -> pd.DataFrame:

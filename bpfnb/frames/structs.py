@@ -69,17 +69,38 @@ def decode_cstrings(values: np.ndarray) -> np.ndarray:
 
 def columns_of(records: np.ndarray, prefix: str = "") -> dict[str, object]:
     """Flatten a structured array into {column name: values}."""
+    return columns_of_parts([records], records.dtype, prefix)
+
+
+def columns_of_parts(parts: list[np.ndarray], dtype: np.dtype, prefix: str = "") -> dict[str, object]:
+    """columns_of over records kept in several arrays (a capture's chunks).
+
+    Each column is gathered straight from the parts: the records are never
+    joined into one array first, which would copy every byte once more.
+    """
+    if dtype.names is None:
+        return {prefix or "value": _column(_join(parts, dtype))}
     out: dict[str, object] = {}
-    if records.dtype.names is None:
-        out[prefix or "value"] = _column(records)
-        return out
-    for name in records.dtype.names:
-        values = records[name]
+    for name in dtype.names:
+        field_dtype = dtype.fields[name][0]
+        fields = [part[name] for part in parts]
         column = f"{prefix}{name}"
-        if values.dtype.names is not None:
-            out.update(columns_of(values, prefix=f"{column}_"))
+        if field_dtype.names is not None:
+            out.update(columns_of_parts(fields, field_dtype, prefix=f"{column}_"))
         else:
-            out[column] = _column(values)
+            out[column] = _column(_join(fields, field_dtype))
+    return out
+
+
+def _join(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """The parts (of one plain, non-struct dtype) as one array; a single part as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    out = np.empty((sum(len(p) for p in parts),) + dtype.shape, dtype=dtype.base)
+    at = 0
+    for part in parts:
+        out[at: at + len(part)] = part
+        at += len(part)
     return out
 
 
@@ -99,6 +120,11 @@ def _column(values: np.ndarray):
 def records_to_frame(records: np.ndarray) -> pd.DataFrame:
     """A DataFrame with one column per (flattened) field of the records."""
     return pd.DataFrame(columns_of(records), copy=False)
+
+
+def parts_to_frame(parts: list[np.ndarray], dtype: np.dtype) -> pd.DataFrame:
+    """records_to_frame for records kept in several arrays of one dtype."""
+    return pd.DataFrame(columns_of_parts(parts, dtype), copy=False)
 
 
 def key_value_frame(keys: np.ndarray, values: np.ndarray) -> pd.DataFrame:
