@@ -14,6 +14,8 @@ this process); the kernel frees the array when the last view is gone.
 
 Limits, each sending maps.read_table back to the batch path:
 - per-CPU maps: the walk sees only the running CPU's copy of each value;
+- hash maps whose probes are attached: the walk takes no bucket locks
+  (see maps._walkable);
 - kernels before 5.13 (no bpf_for_each_map_elem) or without BTF: OSError;
 - the walk runs in one stretch in the kernel (about 0.1 s per million
   entries here), so maps larger than DUMP_MAX_ENTRIES are read in batches.

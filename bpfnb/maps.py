@@ -56,7 +56,7 @@ def read_table(table, per_cpu_layout: bool = True) -> tuple[np.ndarray, np.ndarr
     kdt, vdt = key_dtype(table), value_dtype(table)
     ttype = table_type(table)
     ncpu = possible_cpus() if ttype in PER_CPU else 0
-    if ttype in DUMP_TYPES and mapdump.DUMP_MIN_ENTRIES <= int(table.max_entries) <= mapdump.DUMP_MAX_ENTRIES:
+    if _walkable(table, ttype):
         try:
             return mapdump.dump(table.map_fd, kdt, vdt, int(table.max_entries))
         except OSError:
@@ -68,6 +68,27 @@ def read_table(table, per_cpu_layout: bool = True) -> tuple[np.ndarray, np.ndarr
             if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, ENOTSUPP):
                 raise
     return _read_iter(table, kdt, vdt, ncpu)
+
+
+def _walkable(table, ttype: int) -> bool:
+    """Whether bpfnb.mapdump may read this map.
+
+    The in-kernel walk reads a hash map without its bucket locks, as a BPF
+    program does; a preallocated entry deleted and re-used for another key
+    while it is copied could come out torn. So hash maps are walked only
+    while no probe of their program is attached (a capture's final
+    snapshot, taken after detaching); batch reads lock each bucket.
+    """
+    if ttype not in DUMP_TYPES:
+        return False
+    if not mapdump.DUMP_MIN_ENTRIES <= int(table.max_entries) <= mapdump.DUMP_MAX_ENTRIES:
+        return False
+    if ttype == ARRAY:
+        return True   # array slots are never re-used for other keys
+    from .program import probes_attached
+
+    bpf = getattr(table, "bpf", None)
+    return bpf is not None and not probes_attached(bpf)
 
 
 def _value_row_dtype(vdt: np.dtype, ncpu: int) -> np.dtype:

@@ -275,13 +275,8 @@ class Program:
         b = self.bpf
         if b is None:
             return
-        attached = [
-            (b.kprobe_fds, b.detach_kprobe_event), (b.uprobe_fds, b.detach_uprobe_event),
-            (b.tracepoint_fds, b.detach_tracepoint), (b.raw_tracepoint_fds, b.detach_raw_tracepoint),
-            (b.kfunc_entry_fds, b.detach_kfunc), (b.kfunc_exit_fds, b.detach_kretfunc),
-        ]
         with captured_stderr():
-            for fds, detach_one in attached:
+            for fds, detach_one in _attachments(b):
                 for key in list(fds):
                     _quietly(detach_one, key)
             for ev_type, ev_config in list(b.open_perf_events):
@@ -368,6 +363,20 @@ def _free_perf_buffers(b) -> None:
             else:
                 lib.bpf_close_perf_event_fd(table._open_key_fds[key])
             del table._open_key_fds[key]
+
+
+def _attachments(b) -> list:
+    """bcc's tables of attached probes, each with the call that detaches one."""
+    return [
+        (b.kprobe_fds, b.detach_kprobe_event), (b.uprobe_fds, b.detach_uprobe_event),
+        (b.tracepoint_fds, b.detach_tracepoint), (b.raw_tracepoint_fds, b.detach_raw_tracepoint),
+        (b.kfunc_entry_fds, b.detach_kfunc), (b.kfunc_exit_fds, b.detach_kretfunc),
+    ]
+
+
+def probes_attached(b) -> bool:
+    """Whether a bcc BPF object has any probe attached (its programs may be writing maps)."""
+    return any(fds for fds, _ in _attachments(b)) or bool(b.open_perf_events)
 
 
 def _quietly(fn, *args):

@@ -120,3 +120,28 @@ def test_a_failed_walk_falls_back_to_the_batch_read(walkable, monkeypatch):
         _fill(prog)
         frame = map_frame(prog.bpf["hash"])
         assert sorted(frame["pid"].tolist()) == list(range(3000))
+
+
+def test_hash_maps_are_walked_only_while_no_probe_can_write_them(walkable, monkeypatch):
+    calls = []
+    real = mapdump.dump
+    monkeypatch.setattr(mapdump, "dump", lambda *a: calls.append(a[3]) or real(*a))
+    monkeypatch.setattr(mapdump, "DUMP_MIN_ENTRIES", 500)
+    source = MAPS + r"""
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    struct key_t key = {.pid = bpf_get_current_pid_tgid() >> 32};
+    u64 zero = 0;
+    hash.update(&key, &zero);
+    return 0;
+}
+"""
+    with bpfnb.Program(source) as prog:
+        _fill(prog)
+        prog.attach()
+        # attached: the hash is read in batches (bucket locks), the array still walked
+        assert len(map_frame(prog.bpf["hash"])) >= 3000
+        assert len(map_frame(prog.bpf["array"])) == 777
+        assert calls == [777]
+        prog.detach()
+        assert len(map_frame(prog.bpf["hash"])) >= 3000
+        assert calls == [777, 4096]
