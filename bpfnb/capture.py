@@ -202,13 +202,17 @@ class Run:
     def run_to_end(self, on_attach=None) -> str | None:
         """Attach, call on_attach(), wait for the end, detach; returns why it ended.
 
-        An interrupt while attaching or in on_attach() still detaches and
-        keeps what was captured, like one during the wait.
+        The duration counts from on_attach()'s return: a fleet worker waits
+        there for the common start, and its window must not shrink by that
+        wait. An interrupt while attaching or in on_attach() still detaches
+        and keeps what was captured, like one during the wait.
         """
         try:
             with self:
                 if on_attach is not None:
                     on_attach()
+                    if self.duration is not None:
+                        self.duration += self.elapsed()
                 self.wait()
         except KeyboardInterrupt:
             self.stopped_by = self.stopped_by or "interrupt"

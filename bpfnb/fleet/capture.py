@@ -13,9 +13,9 @@ waits for the start signal (a distributed Event). The client sets the
 signal once every worker has attached or failed, so the capture windows
 start together; each worker's duration is counted from the signal.
 Tools attach inside the tool function: their workers wait in the tool's
-`on_attach` hook, and the tool's own clock has started at its attach, so
-a tool's window after the signal is shorter by that wait (at most the
-spread of attach times; recorded in meta["hosts"][host]["waited_s"]).
+`on_attach` hook, and a tool's duration counts from that hook's return,
+so its window after the signal is the full duration too (the wait is
+recorded in meta["hosts"][host]["waited_s"]).
 
 A worker that fails (no privileges, no bcc, a probe missing there) is
 reported in meta["hosts"][host]["error"] and meta["fleet"]["failed"];

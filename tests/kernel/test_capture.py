@@ -314,3 +314,13 @@ def test_usdt_probe_counts_and_reads_its_argument(kernel, tmp_path):
             proc.kill()
     assert t.map("ticks").set_index("key")["value"].to_dict() == {proc.pid: m}
     assert t.map("last").set_index("key")["value"].to_dict() == {proc.pid: m - 1}
+
+
+def test_the_duration_counts_from_on_attach_returning(kernel):
+    from bpfnb.capture import Run
+
+    with bpfnb.Program("TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { return 0; }") as prog:
+        run = Run(prog, 0.3)
+        began = time.monotonic()
+        assert run.run_to_end(on_attach=lambda: time.sleep(0.5)) == "duration"
+        assert time.monotonic() - began >= 0.8
