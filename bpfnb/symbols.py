@@ -27,6 +27,7 @@ stands for whatever does not resolve, as in bcc.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import struct
@@ -245,10 +246,11 @@ def read_elf_symbols(path: str) -> ElfSymbols | None:
     """Function symbols of an ELF file; None if it is not ELF or unreadable."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+            # mapped, not read: only the headers and symbol tables are touched
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # ValueError: an empty file
         return None
-    if data[:4] != b"\x7fELF" or len(data) < 64:
+    if len(data) < 64 or data[:4] != b"\x7fELF":
         return None
     is64, little = data[4] == 2, data[5] == 1
     e = "<" if little else ">"
