@@ -7,6 +7,8 @@ of the same workload, in the same run:
   (a) bcc perf buffer + Python callback + b["events"].event(data)  [the anchor]
   (b) bcc ring buffer + Python callback + event(data)
   (c) bpfnb: ring buffer read by mmap, decoded in bulk with numpy
+  (d) bpfnb on (a)'s own perf_submit program: perf buffers read by mmap,
+      decoded in bulk, a wake-up every 256 samples instead of every one
 
 For each: events captured, lost ((a): perf's lost records; (b): N minus
 captured, bcc reports nothing; (c): failed submissions counted in the
@@ -120,9 +122,9 @@ def bcc_ring(binary, n, pages=4096):
     return len(frame), n - len(frame), elapsed  # the workload makes exactly n calls
 
 
-def bpfnb_ring(binary, n, pages=4096):
+def bpfnb_ring(binary, n, pages=4096, program=RING_PROGRAM):
     with Workload(binary, n_getppid=n) as w:
-        with bpfnb.Program(RING_PROGRAM, defines={"TARGET": w.pid, "PAGES": pages}) as prog:
+        with bpfnb.Program(program, defines={"TARGET": w.pid, "PAGES": pages}) as prog:
             with prog.run() as run:
                 start = time.perf_counter()
                 w.release()
@@ -135,6 +137,11 @@ def bpfnb_ring(binary, n, pages=4096):
     # bpfnb counts failed ringbuf_output calls in the kernel: captured + lost is exact
     assert trace.lost["events"] + len(frame) == n, (trace.lost, len(frame), n)
     return len(frame), trace.lost["events"], elapsed
+
+
+def bpfnb_perf(binary, n, pages=None):
+    """(a)'s program, read by bpfnb (buffers sized by bpfnb for a 20,000-sample burst)."""
+    return bpfnb_ring(binary, n, program=PERF_PROGRAM)
 
 
 def producer_alone(binary, n, pages=None, runs=3):
@@ -170,7 +177,8 @@ def main() -> int:
     for label, fn, pages in ((ceiling_label, producer_alone, None),
                              ("(a) bcc perf buffer + callback + event()", bcc_perf, args.pages),
                              ("(b) bcc ring buffer + callback + event()", bcc_ring, args.pages),
-                             ("(c) bpfnb ring buffer, bulk numpy", bpfnb_ring, args.pages)):
+                             ("(c) bpfnb ring buffer, bulk numpy", bpfnb_ring, args.pages),
+                             ("(d) bpfnb perf buffer, bulk numpy", bpfnb_perf, None)):
         captured, lost, elapsed = fn(binary, args.n, pages)
         results[label] = (captured, lost, elapsed, captured / elapsed)
         what = "calls traced" if fn is producer_alone else "captured"

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import system
 from .outputs import perf_pages_for, sink_for
+from .perfbuf import PerfOutputReader
 from .ringbuf import RingBufferReader
 from .snapshot import build_trace, hist_frame
 from .trace import Trace
@@ -28,8 +29,13 @@ from .trace import Trace
 DEFAULT_EVENT_LIMIT = 10_000_000
 POLL_MS = 100
 REMEMBER_EVERY_S = 0.25       # how often to look for new processes in stack maps
-RING_BATCH_TARGET = 4096      # records per ring-buffer read worth a syscall-free copy
-RING_BATCH_PAUSE_S = 0.002   # pause after a smaller read, so the next one is larger
+BATCH_TARGET = 4096          # records per buffer read worth a syscall-free copy
+BATCH_PAUSE_S = 0.002        # pause after a smaller read, so the next one is larger
+# bcc wakes the reader for every perf sample; in a VM each wake-up costs the
+# traced process an interrupt (getppid() traced at 0.14 M calls/s instead of
+# 1.2 M here). Perf buffers wake us every PERF_WAKEUP_EVENTS samples instead,
+# and every poll reads them all, so a quiet buffer waits at most one timeout.
+PERF_WAKEUP_EVENTS = 256
 
 
 class Run:
@@ -49,8 +55,8 @@ class Run:
         self.on_interval = on_interval        # callable(run, elapsed_s)
         self.should_stop = should_stop        # callable() -> bool (Stop buttons)
         self.sinks: dict = {}
-        self.rings: dict = {}             # name -> RingBufferReader (bulk numpy path)
-        self._ring_wakeups = select.epoll()  # every ring's map fd, to wait on all at once
+        self.readers: dict = {}           # name -> RingBufferReader or PerfOutputReader (bulk numpy)
+        self._wakeups = select.epoll()    # every ring's map fd and perf buffer's fd, to wait on all at once
         self.stopped_by: str | None = None
         self._hist_parts: dict[str, list[pd.DataFrame]] = {}
         self._hist_last: dict[str, pd.DataFrame] = {}
@@ -75,13 +81,17 @@ class Run:
             for name, kind in self.program.outputs.events.items():
                 sink = sink_for(b, name, limit=self.event_limit)
                 table = b[name]
+                self.sinks[name] = sink
                 if kind == "perf":
                     pages = self.buffer_pages or perf_pages_for(sink.itemsize)
-                    table.open_perf_buffer(sink.perf_callback, page_cnt=pages, lost_cb=sink.lost_callback)
+                    reader = PerfOutputReader(table, sink.dtype, pages, wakeup_events=PERF_WAKEUP_EVENTS,
+                                              lost_callback=sink.lost_callback)
+                    self.readers[name] = reader
+                    for fd in reader.fds:
+                        self._wakeups.register(fd, select.EPOLLIN)
                 else:
-                    self.rings[name] = RingBufferReader(table.map_fd, int(table.max_entries), sink.dtype)
-                    self._ring_wakeups.register(table.map_fd, select.EPOLLIN)
-                self.sinks[name] = sink
+                    self.readers[name] = RingBufferReader(table.map_fd, int(table.max_entries), sink.dtype)
+                    self._wakeups.register(table.map_fd, select.EPOLLIN)
             self.start_wall = time.time()
             self.start_mono = time.monotonic()
             self._mono_to_wall_ns = time.time_ns() - time.monotonic_ns()
@@ -90,6 +100,9 @@ class Run:
             self._attached = True
         except BaseException:
             self.program.detach()
+            for reader in self.readers.values():
+                reader.close()
+            self.readers.clear()
             raise
 
     def close(self) -> None:
@@ -134,44 +147,34 @@ class Run:
 
     # -- polling ---------------------------------------------------------------------
     def poll(self, timeout_ms: int = POLL_MS) -> None:
-        b = self.program.bpf
-        has_perf = "perf" in self.program.outputs.events.values()
-        if self.rings:
-            # wake on any ring's data (or the timeout); reading an empty ring is cheap
-            if not any(ring.pending_bytes() for ring in self.rings.values()):
-                self._ring_wakeups.poll(0 if has_perf else timeout_ms / 1000)
-            self._read_rings()
-        if has_perf:
-            b.perf_buffer_poll(timeout=timeout_ms)
-        if not self.rings and not has_perf:
+        if self.readers:
+            # wake on any buffer's data (or the timeout): a perf buffer wakes us only
+            # every PERF_WAKEUP_EVENTS samples, so every buffer is read either way
+            if not any(reader.pending_bytes() for reader in self.readers.values()):
+                self._wakeups.poll(timeout_ms / 1000)
+            self._read_buffers()
+        else:
             time.sleep(timeout_ms / 1000)
         self._remember_processes()
 
-    def _read_rings(self) -> int:
+    def _read_buffers(self) -> int:
         got = 0
-        for name, ring in self.rings.items():
+        for name, reader in self.readers.items():
             sink = self.sinks[name]
-            for block in ring.read():
+            for block in reader.read():
                 sink.add_batch(block)
                 got += len(block)
-        if 0 < got < RING_BATCH_TARGET:
-            time.sleep(RING_BATCH_PAUSE_S)  # let records accumulate: fewer, larger copies
+        if 0 < got < BATCH_TARGET:
+            time.sleep(BATCH_PAUSE_S)  # let records accumulate: fewer, larger copies
         return got
 
     def _drain(self) -> None:
-        b = self.program.bpf
-        if "perf" in self.program.outputs.events.values():
-            for _ in range(64):
-                before = sum(s.count + s.over_limit for s in self.sinks.values())
-                b.perf_buffer_poll(timeout=0)
-                if sum(s.count + s.over_limit for s in self.sinks.values()) == before:
-                    break
-        for name, ring in self.rings.items():
-            for block in ring.read():
+        for name, reader in self.readers.items():
+            for block in reader.read():
                 self.sinks[name].add_batch(block)
-            ring.close()
-        self.rings.clear()
-        self._ring_wakeups.close()
+            reader.close()
+        self.readers.clear()
+        self._wakeups.close()
 
     def elapsed(self) -> float:
         return 0.0 if self.start_mono is None else time.monotonic() - self.start_mono

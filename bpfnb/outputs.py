@@ -125,7 +125,11 @@ def event_ctype(bpf, name: str):
 
 # -- sinks ----------------------------------------------------------------------------
 class EventSink:
-    """Copies fixed-size records into numpy chunks, one memmove per record."""
+    """Keeps an output's records in numpy chunks, as the bulk readers hand them over.
+
+    add_batch() takes a decoded block (ring and perf buffers); add() copies
+    one raw record into the chunk being filled.
+    """
 
     def __init__(self, name: str, dtype: np.dtype, *, chunk_rows: int = 1 << 16, limit: int | None = None):
         self.name = name
@@ -136,7 +140,7 @@ class EventSink:
         self.chunks: list[np.ndarray] = []
         self.count = 0           # records kept
         self.over_limit = 0      # records seen after the limit was reached
-        self.lost = 0            # lost in the kernel (perf lost callbacks)
+        self.lost = 0            # lost in the kernel (perf's LOST records)
         self.listeners = []      # called with each full chunk (live views)
         self._new_chunk()
 
@@ -175,13 +179,6 @@ class EventSink:
         self.count += n
         for listener in self.listeners:
             listener(self.name, records)
-
-    def perf_callback(self, cpu, data, size):
-        self.add(data, size)
-
-    def ringbuf_callback(self, ctx, data, size):
-        self.add(data, size)
-        return 0
 
     def lost_callback(self, lost):
         self.lost += int(lost)
@@ -223,10 +220,11 @@ class EventSink:
 def perf_pages_for(record_size: int, burst: int = 20000, minimum: int = 64, maximum: int = 4096) -> int:
     """Pages per CPU so that a burst of `burst` records from one CPU fits whole.
 
-    A perf sample costs its size plus 8 bytes of headers, rounded to 8;
-    the result is a power of two, as perf requires.
+    The result is a power of two, as perf requires.
     """
-    per_record = (record_size + 4 + 8 + 7) // 8 * 8
+    from .perfbuf import sample_stride
+
+    per_record = sample_stride(record_size)
     need = (burst * per_record * 5 // 4) // 4096 + 1
     pages = minimum
     while pages < need and pages < maximum:
