@@ -107,6 +107,59 @@ class _CpuBuffer:
         os.close(self.fd)
 
 
+class SampleDecoder:
+    """Perf records (bytes between a buffer's tail and head) -> event arrays and a lost count."""
+
+    def __init__(self, record_dtype: np.dtype):
+        self.dtype = np.dtype(record_dtype)
+        self.record_len = self.dtype.itemsize
+        self.stride = sample_stride(self.record_len)
+        self.other_sizes = 0          # samples of another size (zero-padded or cut)
+        self._framed = np.dtype({
+            "names": ["type", "size", "raw_size", "payload"],
+            "formats": [np.uint32, np.uint16, np.uint32, self.dtype],
+            "offsets": [0, 6, 8, 12],
+            "itemsize": self.stride,
+        })
+        self._raw_size = self.stride - _HEADER - 4
+
+    def decode(self, raw: np.ndarray) -> tuple[list[np.ndarray], int]:
+        """(payload arrays in order, samples the kernel reported lost)."""
+        out: list[np.ndarray] = []
+        lost = 0
+        at, end = 0, len(raw)
+        while at < end:
+            fits = (end - at) // self.stride
+            if fits:
+                view = np.ndarray((fits,), dtype=self._framed, buffer=raw, offset=at)
+                good = ((view["type"] == SAMPLE) & (view["size"] == self.stride)
+                        & (view["raw_size"] == self._raw_size))
+                n_good = fits if good.all() else int(np.argmin(good))
+                if n_good:
+                    out.append(view["payload"][:n_good].copy())
+                    at += n_good * self.stride
+                    continue
+            at, lost_here = self._one_record(raw, at, out)
+            lost += lost_here
+        return out, lost
+
+    def _one_record(self, raw: np.ndarray, at: int, out: list[np.ndarray]) -> tuple[int, int]:
+        """The record at `at` (lost, or a sample of another size): (next offset, lost)."""
+        rtype, size = int(raw[at: at + 4].view(np.uint32)[0]), int(raw[at + 6: at + 8].view(np.uint16)[0])
+        if size < _HEADER or at + size > len(raw):   # never from a sane kernel: say so, lose nothing silently
+            raise RuntimeError(f"corrupt perf record (type {rtype}, size {size}) at byte {at} of {len(raw)}")
+        if rtype == LOST and size >= _HEADER + 16:
+            return at + size, int(raw[at + 16: at + 24].view(np.uint64)[0])
+        if rtype == SAMPLE and size >= _HEADER + 4:
+            length = min(int(raw[at + 8: at + 12].view(np.uint32)[0]), size - _HEADER - 4)
+            record = np.zeros(1, dtype=self.dtype)
+            n = min(length, self.record_len)
+            record.view(np.uint8)[:n] = raw[at + 12: at + 12 + n]
+            self.other_sizes += 1
+            out.append(record)
+        return at + size, 0
+
+
 class PerfOutputReader:
     """Every online CPU's buffer of one BPF_PERF_OUTPUT table, read in bulk."""
 
@@ -117,19 +170,9 @@ class PerfOutputReader:
         if pages & (pages - 1):
             raise ValueError(f"perf buffer pages must be a power of two, not {pages}")
         self.table = table
-        self.dtype = np.dtype(record_dtype)
-        self.record_len = self.dtype.itemsize
-        self.stride = sample_stride(self.record_len)
+        self.decoder = SampleDecoder(record_dtype)
         self.lost_callback = lost_callback
         self.lost = 0
-        self.other_sizes = 0          # samples of another size (zero-padded or cut)
-        self._framed = np.dtype({
-            "names": ["type", "size", "raw_size", "payload"],
-            "formats": [np.uint32, np.uint16, np.uint32, self.dtype],
-            "offsets": [0, 6, 8, 12],
-            "itemsize": self.stride,
-        })
-        self._raw_size = self.stride - _HEADER - 4
         self.buffers: list[_CpuBuffer] = []
         try:
             for cpu in get_online_cpus():
@@ -153,43 +196,14 @@ class PerfOutputReader:
         for buffer in self.buffers:
             head = buffer.head   # read once: what is decoded is exactly what is released
             if head != buffer.tail:
-                self._decode(buffer.pending(head), out)
+                blocks, lost = self.decoder.decode(buffer.pending(head))
                 buffer.release(head)
+                out += blocks
+                if lost:
+                    self.lost += lost
+                    if self.lost_callback is not None:
+                        self.lost_callback(lost)
         return out
-
-    def _decode(self, raw: np.ndarray, out: list[np.ndarray]) -> None:
-        at, end = 0, len(raw)
-        while at < end:
-            fits = (end - at) // self.stride
-            if fits:
-                view = np.ndarray((fits,), dtype=self._framed, buffer=raw, offset=at)
-                good = ((view["type"] == SAMPLE) & (view["size"] == self.stride)
-                        & (view["raw_size"] == self._raw_size))
-                n_good = fits if good.all() else int(np.argmin(good))
-                if n_good:
-                    out.append(view["payload"][:n_good].copy())
-                    at += n_good * self.stride
-                    continue
-            at = self._one_record(raw, at, out)
-
-    def _one_record(self, raw: np.ndarray, at: int, out: list[np.ndarray]) -> int:
-        """Handle the record at `at` (lost, or a sample of another size); returns the next offset."""
-        rtype, size = int(raw[at: at + 4].view(np.uint32)[0]), int(raw[at + 6: at + 8].view(np.uint16)[0])
-        if size < _HEADER:                      # cannot happen with a sane kernel: stop, lose nothing silently
-            raise RuntimeError(f"corrupt perf record of size {size} on the event buffer")
-        if rtype == LOST and size >= _HEADER + 16:
-            lost = int(raw[at + 16: at + 24].view(np.uint64)[0])
-            self.lost += lost
-            if self.lost_callback is not None:
-                self.lost_callback(lost)
-        elif rtype == SAMPLE and size >= _HEADER + 4:
-            length = min(int(raw[at + 8: at + 12].view(np.uint32)[0]), size - _HEADER - 4)
-            record = np.zeros(1, dtype=self.dtype)
-            n = min(length, self.record_len)
-            record.view(np.uint8)[:n] = raw[at + 12: at + 12 + n]
-            self.other_sizes += 1
-            out.append(record)
-        return at + size
 
     def close(self) -> None:
         """Take the buffers out of the table and free them (idempotent)."""
