@@ -22,11 +22,14 @@ the area go through a record-by-record scan.
 from __future__ import annotations
 
 import ctypes as ct
+import errno
 import mmap
 import os
 import platform
 
 import numpy as np
+
+from .errors import PrivilegeError, SetupError
 
 PAGE = mmap.PAGESIZE
 SAMPLE, LOST = 9, 2                     # perf record types
@@ -44,9 +47,18 @@ class _PerfEventAttr(ct.Structure):
                 ("config1", ct.c_uint64), ("config2", ct.c_uint64)]
 
 
+_FIXES = {
+    errno.EACCES: "run as root, or give the Python binary CAP_PERFMON (see README: your own machine)",
+    errno.EPERM: "run as root, or give the Python binary CAP_PERFMON (see README: your own machine)",
+    errno.EMFILE: "this process has too many files open: raise `ulimit -n`, or close finished Programs",
+    errno.ENOMEM: "not enough locked memory for the buffers: pass buffer_pages= smaller, or raise `ulimit -l`",
+}
+
+
 def _open_bpf_output(cpu: int, wakeup_events: int) -> int:
     if _SYS_PERF_EVENT_OPEN is None:
-        raise OSError(38, f"perf_event_open is not known on {platform.machine()}")
+        raise SetupError(f"perf buffers: perf_event_open is not known on {platform.machine()}; "
+                         "use BPF_RINGBUF_OUTPUT (ring buffers) instead")
     libc = ct.CDLL(None, use_errno=True)
     libc.syscall.restype = ct.c_long
     attr = _PerfEventAttr(type=_PERF_TYPE_SOFTWARE, size=ct.sizeof(_PerfEventAttr),
@@ -55,7 +67,9 @@ def _open_bpf_output(cpu: int, wakeup_events: int) -> int:
     fd = libc.syscall(_SYS_PERF_EVENT_OPEN, ct.byref(attr), -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         err = ct.get_errno()
-        raise OSError(err, f"perf_event_open for CPU {cpu}: {os.strerror(err)}")
+        fix = _FIXES.get(err, "see `bpfnb doctor`")
+        error = PrivilegeError if err in (errno.EACCES, errno.EPERM) else SetupError
+        raise error(f"could not open the perf buffer for CPU {cpu}: {os.strerror(err)}; {fix}")
     return int(fd)
 
 
@@ -72,6 +86,11 @@ class _CpuBuffer:
         self.fd = _open_bpf_output(cpu, wakeup_events)
         try:
             self._map = mmap.mmap(self.fd, (pages + 1) * PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as exc:
+            os.close(self.fd)
+            raise SetupError(
+                f"could not map a {pages}-page perf buffer for CPU {cpu}: {exc.strerror}; pass a smaller "
+                "buffer_pages=, or (not root) raise /proc/sys/kernel/perf_event_mlock_kb") from None
         except BaseException:
             os.close(self.fd)
             raise
