@@ -391,8 +391,8 @@ class UserSymbols:
         if mapping is None:
             return False
         for path, key in mapping.files:
-            if key not in self._elf:
-                self._elf[key] = _elf_cached(path, key)
+            if self._elf.get(key) is None:
+                self._elf[key] = _elf_cached(path, key) or _elf_on_host(pid, path, key)
         self._maps[pid] = mapping
         return True
 
@@ -435,6 +435,26 @@ class UserSymbols:
         except ImportError:
             return [UNKNOWN] * len(addresses)
         return [BPF.sym(int(a), int(pid)).decode("utf-8", "replace") for a in addresses]
+
+
+def _elf_on_host(pid: int, path: str, key: tuple) -> ElfSymbols | None:
+    """The same file by its own path, when /proc/PID/root went away with the process.
+
+    A process can exit between the reading of its maps and of its files;
+    outside containers its files are where its maps say, and the file
+    identity (device, inode, size, mtime) tells whether it is the same one.
+    """
+    prefix = f"/proc/{pid}/root"
+    if not path.startswith(prefix):
+        return None
+    host_path = path[len(prefix):]
+    try:
+        st = os.stat(host_path)
+    except OSError:
+        return None
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != key:
+        return None
+    return _elf_cached(host_path, key)
 
 
 def _read_maps(pid: int) -> _Mapping | None:

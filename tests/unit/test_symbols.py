@@ -170,6 +170,22 @@ def test_user_symbols_survive_the_process_exit(program):
     assert got[2] == UNKNOWN
 
 
+def test_files_of_a_process_gone_between_maps_and_files_still_resolve(program, monkeypatch):
+    from bpfnb import symbols
+
+    proc = subprocess.Popen([str(program)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        fn, _ = (int(x, 16) for x in proc.stdout.readline().split())
+        mapping = symbols._read_maps(proc.pid)      # its maps were read while it lived ...
+    finally:
+        proc.communicate("x")
+    assert not os.path.exists(f"/proc/{proc.pid}/root")   # ... its files only after it exited
+    monkeypatch.setattr(symbols, "_read_maps", lambda pid: mapping)
+    usyms = UserSymbols()
+    assert usyms.remember(proc.pid)
+    assert usyms.resolve(proc.pid, np.array([fn + 2], dtype=np.uint64)) == ["bpfnb_spin_here"]
+
+
 def test_unknown_pid_resolves_to_unknown():
     usyms = UserSymbols()
     assert usyms.remember(2**22 + 12345) is False
