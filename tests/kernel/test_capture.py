@@ -252,8 +252,9 @@ def test_user_stacks_resolve_after_the_process_exits(kernel, workload_bin):
     assert not os.path.exists(f"/proc/{w.pid}"), "the workload has exited before the snapshot"
     stacks = t.stacks("counts")
     spin = stacks[stacks["stack"].str.contains("bpfnb_spin")]
-    assert spin["value"].sum() >= 0.8 * stacks["value"].sum() > 0
-    assert set(stacks["comm"]) == {"bpfnb_workload"}
+    seen = stacks[["comm", "stack", "value"]].head(5).to_string()   # for the failure message
+    assert spin["value"].sum() >= 0.8 * stacks["value"].sum() > 0, seen
+    assert set(stacks["comm"]) == {"bpfnb_workload"}, seen
 
 
 def test_perf_buffer_overflow_is_counted_exactly(kernel, workload_bin):
