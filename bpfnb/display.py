@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 
+import pandas as pd
+
 HEAD_ROWS = 5
 
 
@@ -30,11 +32,39 @@ def warnings(trace) -> list[str]:
                    "(raise event_limit=... / %config BpfMagics.event_limit)")
     if trace.meta.get("stopped_by") == "event limit":
         out.append("the capture stopped early: an output reached the event limit")
+    out += unknown_frame_warnings(trace)
     spill = trace.meta.get("spill") or {}
     for name, info in (spill.get("outputs") or {}).items():
         out.append(f"events {name!r}: {info.get('rows', 0):,} rows spilled to Parquet under "
                    f"{spill.get('folder')} (memory limit {spill.get('memory_limit'):,} bytes), not held "
                    f"in memory; query them with bpfnb.fleet.load_many({spill.get('folder')!r})")
+    return out
+
+
+UNKNOWN_SHARE_WARN = 0.2   # share of samples with an unresolved frame worth a word
+
+
+def unknown_frame_warnings(trace) -> list[str]:
+    """A warning per stacks output where many samples have [unknown] frames, saying why."""
+    out = []
+    for name in trace.outputs.get("stacks", []):
+        frame = trace.stacks(name)
+        if not len(frame) or "stack" not in frame.columns or "value" not in frame.columns:
+            continue
+        weight = pd.to_numeric(frame["value"], errors="coerce").fillna(0.0)  # a summary never raises
+        total = weight.sum()
+        unknown = frame["stack"].astype(str).str.contains("[unknown]", regex=False)
+        share = weight[unknown].sum() / total if total > 0 else 0.0
+        if share < UNKNOWN_SHARE_WARN:
+            continue
+        who = ""
+        if "comm" in frame.columns:
+            by = weight[unknown].groupby(frame.loc[unknown, "comm"]).sum().sort_values(ascending=False)
+            who = " (" + ", ".join(f"{comm} {value / total:.0%}" for comm, value in by.head(3).items()) + ")"
+        out.append(f"stacks {name!r}: {share:.0%} of the samples have [unknown] frames{who}. Frames are "
+                   "walked by frame pointer: rebuild those programs with -fno-omit-frame-pointer, install "
+                   "their debug symbols, or run Python 3.12+ with -X perf; short-lived processes also need "
+                   "to live until the capture has seen them")
     return out
 
 

@@ -35,3 +35,19 @@ def test_spill_and_event_limit_are_said():
     assert "123,456 rows spilled to Parquet under /data/run" in text
     assert "9 events from 'ev' arrived after the event limit" in text
     assert "stopped early" in text
+
+
+def test_many_unknown_frames_are_explained_per_process():
+    stacks = pd.DataFrame({
+        "comm": ["python3", "python3", "spin", "spin"],
+        "stack": ["[unknown];[unknown];do_syscall_64", "_start;main;[unknown]", "main;spin", "main;spin;work"],
+        "value": [50, 10, 30, 10],
+    })
+    text = trace_text(Trace({"stacks": {"counts": stacks}}))
+    assert "stacks 'counts': 60% of the samples have [unknown] frames (python3 60%)" in text
+    assert "-fno-omit-frame-pointer" in text
+
+
+def test_a_few_unknown_frames_are_not_worth_a_warning():
+    stacks = pd.DataFrame({"comm": ["a", "a"], "stack": ["main;[unknown]", "main;f"], "value": [1, 99]})
+    assert "WARNING" not in trace_text(Trace({"stacks": {"counts": stacks}}))
