@@ -42,10 +42,15 @@ def warnings(trace) -> list[str]:
 
 
 UNKNOWN_SHARE_WARN = 0.2   # share of samples with an unresolved frame worth a word
+SHALLOW_SHARE_WARN = 0.5   # share of one-frame stacks: the walk stopped at the leaf
 
 
 def unknown_frame_warnings(trace) -> list[str]:
-    """A warning per stacks output where many samples have [unknown] frames, saying why."""
+    """A warning per stacks output whose frames look unwalkable, saying why and what to do.
+
+    Two symptoms of programs without frame pointers: [unknown] frames, and
+    stacks that stop after their first frame.
+    """
     out = []
     for name in trace.outputs.get("stacks", []):
         frame = trace.stacks(name)
@@ -53,18 +58,25 @@ def unknown_frame_warnings(trace) -> list[str]:
             continue
         weight = pd.to_numeric(frame["value"], errors="coerce").fillna(0.0)  # a summary never raises
         total = weight.sum()
-        unknown = frame["stack"].astype(str).str.contains("[unknown]", regex=False)
-        share = weight[unknown].sum() / total if total > 0 else 0.0
-        if share < UNKNOWN_SHARE_WARN:
+        if total <= 0:
+            continue
+        stacks = frame["stack"].astype(str)
+        unknown = stacks.str.contains("[unknown]", regex=False)
+        shallow = ~stacks.str.contains(";", regex=False) & ~stacks.str.startswith("[Missing")
+        if weight[unknown].sum() / total >= UNKNOWN_SHARE_WARN:
+            bad, what = unknown, "have [unknown] frames"
+        elif weight[shallow].sum() / total >= SHALLOW_SHARE_WARN:
+            bad, what = shallow, "stop after one frame"
+        else:
             continue
         who = ""
         if "comm" in frame.columns:
-            by = weight[unknown].groupby(frame.loc[unknown, "comm"]).sum().sort_values(ascending=False)
+            by = weight[bad].groupby(frame.loc[bad, "comm"]).sum().sort_values(ascending=False)
             who = " (" + ", ".join(f"{comm} {value / total:.0%}" for comm, value in by.head(3).items()) + ")"
-        out.append(f"stacks {name!r}: {share:.0%} of the samples have [unknown] frames{who}. Frames are "
-                   "walked by frame pointer: rebuild those programs with -fno-omit-frame-pointer, install "
-                   "their debug symbols, or run Python 3.12+ with -X perf; short-lived processes also need "
-                   "to live until the capture has seen them")
+        out.append(f"stacks {name!r}: {weight[bad].sum() / total:.0%} of the samples {what}{who}. Frames "
+                   "are walked by frame pointer: rebuild those programs with -fno-omit-frame-pointer, "
+                   "install their debug symbols, or run Python 3.12+ with -X perf; short-lived processes "
+                   "also need to live until the capture has seen them")
     return out
 
 

@@ -49,5 +49,12 @@ def test_many_unknown_frames_are_explained_per_process():
 
 
 def test_a_few_unknown_frames_are_not_worth_a_warning():
-    stacks = pd.DataFrame({"comm": ["a", "a"], "stack": ["main;[unknown]", "main;f"], "value": [1, 99]})
+    stacks = pd.DataFrame({"comm": ["a", "a", "a"], "stack": ["main;[unknown]", "main;f", "g"], "value": [1, 90, 9]})
     assert "WARNING" not in trace_text(Trace({"stacks": {"counts": stacks}}))
+
+
+def test_stacks_that_stop_at_their_leaf_are_explained():
+    stacks = pd.DataFrame({"comm": ["python", "python", "python"],
+                           "stack": ["_PyObject_Malloc", "builtin_sum", "main;f"], "value": [40, 20, 40]})
+    text = trace_text(Trace({"stacks": {"counts": stacks}}))
+    assert "60% of the samples stop after one frame (python 60%)" in text
