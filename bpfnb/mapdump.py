@@ -232,3 +232,26 @@ def dump(map_fd: int, kdt: np.dtype, vdt: np.dtype, capacity: int) -> tuple[np.n
                        "itemsize": record})
     records = np.frombuffer(mapping, dtype=layout, count=int(run.retval))
     return records["k"], records["v"]
+
+
+_available: dict[str, bool] = {}
+
+
+def available() -> bool:
+    """Whether this kernel runs the walk (tried once, for real, on a 4-entry array)."""
+    if "ok" not in _available:
+        try:
+            source = _sys_bpf(_MAP_CREATE, _MapCreate(map_type=_MAP_TYPE_ARRAY, key_size=4, value_size=8,
+                                                      max_entries=4, map_name=b"bpfnb_probe"), "probe map")
+        except OSError:
+            _available["ok"] = False
+            return False
+        try:
+            keys, _values = dump(source, np.dtype(np.uint32), np.dtype(np.uint64), 4)
+            _available["ok"] = keys.tolist() == [0, 1, 2, 3]
+        except OSError:
+            _available["ok"] = False
+        finally:
+            os.close(source)
+    return _available["ok"]
+

@@ -158,6 +158,13 @@ def kernel_version() -> tuple[int, int]:
         return (0, 0)
 
 
+def map_walk_available() -> bool:
+    """Whether large maps are read by bpfnb.mapdump's in-kernel walk (needs privileges)."""
+    from . import mapdump
+
+    return privileged() and mapdump.available()
+
+
 def ringbuf_available() -> bool:
     """BPF ring buffers arrived in Linux 5.8."""
     return kernel_version() >= (5, 8)
@@ -261,6 +268,9 @@ def checks() -> list[Check]:
         Check("uprobes", uprobes_available(), "user-level dynamic probes", "needs CONFIG_UPROBE_EVENTS"),
         Check("ring buffer", ringbuf_available(), f"Linux {'.'.join(map(str, kernel_version()))}", "needs Linux 5.8+; BPF_PERF_OUTPUT works"),
         Check("perf events", perf_events_available(), "sampling (profile) and PMU events", "needs CONFIG_PERF_EVENTS"),
+        Check("map walk in the kernel", map_walk_available(),
+              "large map snapshots by bpf_for_each_map_elem" if map_walk_available() else "not here",
+              "snapshots use BPF_MAP_LOOKUP_BATCH instead: the same answer, about twice as slow (Linux 5.13+)"),
     ]
     return result
 

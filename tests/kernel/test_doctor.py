@@ -51,3 +51,17 @@ def test_doctor_command_prints_every_check(kernel):
         assert name in out.stdout
     kprobe_line = next(line for line in out.stdout.splitlines() if "kprobes" in line)
     assert ("[ok" in kprobe_line) == system.kprobes_available()
+
+
+def test_map_walk_claim_matches_reality(kernel):
+    import bpfnb
+    from bpfnb import mapdump, maps
+
+    with bpfnb.Program("BPF_ARRAY(a, u64, 8);") as prog:
+        table = prog.bpf["a"]
+        try:
+            keys, _ = mapdump.dump(table.map_fd, maps.key_dtype(table), maps.value_dtype(table), 8)
+            works = keys.tolist() == list(range(8))
+        except OSError:
+            works = False
+    assert system.map_walk_available() == works
