@@ -11,10 +11,10 @@ of the same workload, in the same run:
       decoded in bulk, a wake-up every 256 samples instead of every one
 
 For each: events captured, lost ((a): perf's lost records; (b): N minus
-captured, bcc reports nothing; (c): failed submissions counted in the
-kernel by bpfnb's rewrite, checked to add up to N), events/s from the
+captured, bcc reports nothing; (c), (d): failed submissions counted in
+the kernel by bpfnb's rewrite, checked to add up to N), events/s from the
 workload's release to a finished DataFrame (detaching comes after, for
-all three), and the ratio to (a).
+every path), and the ratio to (a).
 
 The same run also measures the ceiling: the workload traced by the same
 ring-buffer program with nobody reading (the ring holds all N records).
