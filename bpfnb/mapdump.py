@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
+import functools
 import mmap
 import os
-import platform
 import struct
 
 import numpy as np
@@ -37,7 +37,6 @@ import numpy as np
 DUMP_MIN_ENTRIES = 1 << 16   # smaller maps: a batch read costs less than building the walk
 DUMP_MAX_ENTRIES = 1 << 22   # larger maps: keep each kernel stretch short (batch calls instead)
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
 _MAP_CREATE, _PROG_LOAD, _PROG_TEST_RUN, _BTF_LOAD = 0, 5, 10, 18
 _MAP_TYPE_ARRAY, _F_MMAPABLE = 2, 1 << 10
 _PROG_TYPE_RAW_TRACEPOINT = 17
@@ -73,21 +72,13 @@ class _BtfLoad(ct.Structure):
                 ("btf_log_size", ct.c_uint32), ("btf_log_level", ct.c_uint32)]
 
 
-_libc = None
-
-
 def _sys_bpf(cmd: int, attr: ct.Structure, what: str) -> int:
-    global _libc
-    if _SYS_BPF is None:
-        raise OSError(errno.ENOSYS, f"in-kernel map dump not supported on {platform.machine()}")
-    if _libc is None:
-        _libc = ct.CDLL(None, use_errno=True)
-        _libc.syscall.restype = ct.c_long
-    result = _libc.syscall(_SYS_BPF, cmd, ct.byref(attr), ct.sizeof(attr))
-    if result < 0:
-        err = ct.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return int(result)
+    from .system import bpf_syscall
+
+    try:
+        return bpf_syscall(cmd, attr)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{what}: {exc.strerror}") from None
 
 
 # -- BTF: the kernel wants function info for a program with a callback -------------------
@@ -234,24 +225,18 @@ def dump(map_fd: int, kdt: np.dtype, vdt: np.dtype, capacity: int) -> tuple[np.n
     return records["k"], records["v"]
 
 
-_available: dict[str, bool] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def available() -> bool:
     """Whether this kernel runs the walk (tried once, for real, on a 4-entry array)."""
-    if "ok" not in _available:
-        try:
-            source = _sys_bpf(_MAP_CREATE, _MapCreate(map_type=_MAP_TYPE_ARRAY, key_size=4, value_size=8,
-                                                      max_entries=4, map_name=b"bpfnb_probe"), "probe map")
-        except OSError:
-            _available["ok"] = False
-            return False
-        try:
-            keys, _values = dump(source, np.dtype(np.uint32), np.dtype(np.uint64), 4)
-            _available["ok"] = keys.tolist() == [0, 1, 2, 3]
-        except OSError:
-            _available["ok"] = False
-        finally:
-            os.close(source)
-    return _available["ok"]
-
+    try:
+        source = _sys_bpf(_MAP_CREATE, _MapCreate(map_type=_MAP_TYPE_ARRAY, key_size=4, value_size=8,
+                                                  max_entries=4, map_name=b"bpfnb_probe"), "probe map")
+    except OSError:
+        return False
+    try:
+        keys, _values = dump(source, np.dtype(np.uint32), np.dtype(np.uint64), 4)
+        return keys.tolist() == [0, 1, 2, 3]
+    except OSError:
+        return False
+    finally:
+        os.close(source)

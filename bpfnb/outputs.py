@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import BpfnbError
 from .frames.structs import dtype_of
+from .perfbuf import sample_stride
 
 LOST_MAP = "bpfnb_lost"
 _RB_CALL = re.compile(r"\b(\w+)\s*\.\s*(ringbuf_output|ringbuf_reserve|perf_submit|perf_submit_skb)\s*\(")
@@ -222,8 +223,6 @@ def perf_pages_for(record_size: int, burst: int = 20000, minimum: int = 64, maxi
 
     The result is a power of two, as perf requires.
     """
-    from .perfbuf import sample_stride
-
     per_record = sample_stride(record_size)
     need = (burst * per_record * 5 // 4) // 4096 + 1
     pages = minimum

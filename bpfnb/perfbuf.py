@@ -36,7 +36,6 @@ SAMPLE, LOST = 9, 2                     # perf record types
 _HEADER = 8                             # u32 type, u16 misc, u16 size
 _PERF_TYPE_SOFTWARE, _PERF_COUNT_SW_BPF_OUTPUT, _PERF_SAMPLE_RAW = 1, 10, 1 << 10
 _PERF_FLAG_FD_CLOEXEC = 1 << 3
-_SYS_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}.get(platform.machine())
 _HEAD, _TAIL, _DATA_OFFSET, _DATA_SIZE = 1024 // 8, 1032 // 8, 1040 // 8, 1048 // 8  # u64 slots
 
 
@@ -56,15 +55,16 @@ _FIXES = {
 
 
 def _open_bpf_output(cpu: int, wakeup_events: int) -> int:
-    if _SYS_PERF_EVENT_OPEN is None:
+    from .system import SYSCALL_NUMBERS, libc
+
+    number = SYSCALL_NUMBERS.get("perf_event_open")
+    if number is None:
         raise SetupError(f"perf buffers: perf_event_open is not known on {platform.machine()}; "
                          "use BPF_RINGBUF_OUTPUT (ring buffers) instead")
-    libc = ct.CDLL(None, use_errno=True)
-    libc.syscall.restype = ct.c_long
     attr = _PerfEventAttr(type=_PERF_TYPE_SOFTWARE, size=ct.sizeof(_PerfEventAttr),
                           config=_PERF_COUNT_SW_BPF_OUTPUT, sample_period=1, sample_type=_PERF_SAMPLE_RAW,
                           wakeup_events=max(1, int(wakeup_events)))
-    fd = libc.syscall(_SYS_PERF_EVENT_OPEN, ct.byref(attr), -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC)
+    fd = libc().syscall(number, ct.byref(attr), -1, cpu, -1, _PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         err = ct.get_errno()
         fix = _FIXES.get(err, "see `bpfnb doctor`")
@@ -190,8 +190,7 @@ class PerfOutputReader:
             raise ValueError(f"perf buffer pages must be a power of two, not {pages}")
         self.table = table
         self.decoder = SampleDecoder(record_dtype)
-        self.lost_callback = lost_callback
-        self.lost = 0
+        self.lost_callback = lost_callback   # called with each LOST record's count
         self.buffers: list[_CpuBuffer] = []
         try:
             for cpu in get_online_cpus():
@@ -218,10 +217,8 @@ class PerfOutputReader:
                 blocks, lost = self.decoder.decode(buffer.pending(head))
                 buffer.release(head)
                 out += blocks
-                if lost:
-                    self.lost += lost
-                    if self.lost_callback is not None:
-                        self.lost_callback(lost)
+                if lost and self.lost_callback is not None:
+                    self.lost_callback(lost)
         return out
 
     def close(self) -> None:

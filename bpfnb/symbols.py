@@ -350,13 +350,19 @@ def _elf_cached(path: str, key: tuple) -> ElfSymbols | None:
     return syms
 
 
-def elf_symbols(path: str) -> ElfSymbols | None:
-    """Cached ELF symbols for a file path (cache keyed by its identity)."""
+def _file_key(path: str) -> tuple | None:
+    """A file's identity (device, inode, size, mtime): changes when the file does."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return _elf_cached(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def elf_symbols(path: str) -> ElfSymbols | None:
+    """Cached ELF symbols for a file path (cache keyed by its identity)."""
+    key = _file_key(path)
+    return None if key is None else _elf_cached(path, key)
 
 
 # -- user ------------------------------------------------------------------------
@@ -448,13 +454,7 @@ def _elf_on_host(pid: int, path: str, key: tuple) -> ElfSymbols | None:
     if not path.startswith(prefix):
         return None
     host_path = path[len(prefix):]
-    try:
-        st = os.stat(host_path)
-    except OSError:
-        return None
-    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != key:
-        return None
-    return _elf_cached(host_path, key)
+    return _elf_cached(host_path, key) if _file_key(host_path) == key else None
 
 
 def _read_maps(pid: int) -> _Mapping | None:
@@ -473,15 +473,14 @@ def _read_maps(pid: int) -> _Mapping | None:
             path = path[: -len(" (deleted)")]
         # /proc/PID/root reaches the file as the process sees it (containers)
         full = f"/proc/{pid}/root{path}"
-        try:
-            st = os.stat(full)
-        except OSError:
+        key = _file_key(full)
+        if key is None:
             continue
         lo, hi = parts[0].split("-")
         starts.append(int(lo, 16))
         ends.append(int(hi, 16))
         offs.append(int(parts[2], 16))
-        files.append((full, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)))
+        files.append((full, key))
     order = np.argsort(np.array(starts, dtype=np.uint64), kind="stable")
     return _Mapping(
         start=np.array(starts, dtype=np.uint64)[order],

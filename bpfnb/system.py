@@ -189,21 +189,45 @@ def fentry_available() -> bool:
         return False
 
 
+# -- raw system calls (what bcc does not wrap) ----------------------------------
+SYSCALL_NUMBERS = {"x86_64": {"bpf": 321, "perf_event_open": 298},
+                   "aarch64": {"bpf": 280, "perf_event_open": 241}}.get(platform.machine(), {})
+
+
+@functools.lru_cache(maxsize=None)
+def libc() -> ctypes.CDLL:
+    lib = ctypes.CDLL(None, use_errno=True)
+    lib.syscall.restype = ctypes.c_long
+    return lib
+
+
+def bpf_syscall(cmd: int, attr) -> int:
+    """bpf(2) with a ctypes attr: the result, or OSError with the errno."""
+    number = SYSCALL_NUMBERS.get("bpf")
+    if number is None:
+        raise OSError(38, f"the bpf() system call is not known on {platform.machine()}")  # ENOSYS
+    result = libc().syscall(number, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(result)
+
+
 # -- loaded BPF programs (for lifecycle checks) --------------------------------
-_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
 _BPF_PROG_GET_NEXT_ID = 11
 
 
 def loaded_program_ids() -> list[int]:
     """IDs of every BPF program loaded in the kernel (needs privileges)."""
-    if _SYS_BPF is None:
+    if "bpf" not in SYSCALL_NUMBERS:
         raise SetupError(f"listing BPF programs is not supported on {platform.machine()}")
-    libc = ctypes.CDLL(None, use_errno=True)
     attr = (ctypes.c_uint32 * 4)()  # start_id, next_id, open_flags, pad
     ids, start = [], 0
     while True:
         attr[0], attr[1] = start, 0
-        if libc.syscall(_SYS_BPF, _BPF_PROG_GET_NEXT_ID, attr, ctypes.sizeof(attr)) != 0:
+        try:
+            bpf_syscall(_BPF_PROG_GET_NEXT_ID, attr)
+        except OSError:   # ENOENT after the last one
             return ids
         start = attr[1]
         ids.append(start)
